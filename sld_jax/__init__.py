@@ -1,0 +1,3 @@
+"""sld_jax: Swapped Logit Distillation in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""Test set-up: simulated CPU devices are configured before JAX is imported."""
+
+import os
+
+# Must happen before any `import jax` (STYLE.md #14): 8 simulated CPU devices for sharding tests.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "losses", "golden", "sld_official.npz")
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy Generator; every test that needs randomness uses this."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """The reference implementation's golden vectors (see tests/losses/golden/README.md)."""
+    return dict(np.load(GOLDEN))
