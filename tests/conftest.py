@@ -1,11 +1,15 @@
 """Test set-up: simulated CPU devices are configured before JAX is imported."""
 
 import os
+import tempfile
 
 # Must happen before any `import jax` (STYLE.md #14): 8 simulated CPU devices for sharding tests.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Reuse compiled executables across the many small runs of the suite (2-core CI budget).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "sld_jax_test_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -23,3 +27,13 @@ def rng():
 def golden():
     """The reference implementation's golden vectors (see tests/losses/golden/README.md)."""
     return dict(np.load(GOLDEN))
+
+
+@pytest.fixture(scope="session")
+def digits_data_dir(tmp_path_factory):
+    """A TFDS data_dir with the embedded digits set prepared once for the whole session."""
+    from sld_jax.data import sources
+
+    root = str(tmp_path_factory.mktemp("tfds"))
+    sources.load_in_memory("digits", "test", data_dir=root)
+    return root

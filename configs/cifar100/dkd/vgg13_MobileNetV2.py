@@ -1,0 +1,13 @@
+"""DKD (Zhao et al. 2022) on CIFAR-100: vgg13 teacher -> MobileNetV2 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/vgg13 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/dkd/vgg13_MobileNetV2.py --workdir workdirs/cifar100_dkd_vgg13_MobileNetV2
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("dkd", "vgg13", "MobileNetV2")

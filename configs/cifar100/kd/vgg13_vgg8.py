@@ -1,0 +1,13 @@
+"""KD (Hinton et al., as in mdistiller) on CIFAR-100: vgg13 teacher -> vgg8 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/vgg13 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/kd/vgg13_vgg8.py --workdir workdirs/cifar100_kd_vgg13_vgg8
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("kd", "vgg13", "vgg8")

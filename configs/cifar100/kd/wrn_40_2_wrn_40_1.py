@@ -1,0 +1,13 @@
+"""KD (Hinton et al., as in mdistiller) on CIFAR-100: wrn_40_2 teacher -> wrn_40_1 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/wrn_40_2 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/kd/wrn_40_2_wrn_40_1.py --workdir workdirs/cifar100_kd_wrn_40_2_wrn_40_1
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("kd", "wrn_40_2", "wrn_40_1")

@@ -1,0 +1,13 @@
+"""MLKD + SLD on CIFAR-100: resnet32x4 teacher -> resnet8x4 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/mlkd_sld/resnet32x4_resnet8x4.py --workdir workdirs/cifar100_mlkd_sld_resnet32x4_resnet8x4
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("mlkd+sld", "resnet32x4", "resnet8x4")

@@ -1,0 +1,13 @@
+"""SLD (swapped logit distillation) on CIFAR-100: resnet32x4 teacher -> ShuffleV2 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/sld/resnet32x4_ShuffleV2.py --workdir workdirs/cifar100_sld_resnet32x4_ShuffleV2
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("sld", "resnet32x4", "ShuffleV2")

@@ -1,0 +1,13 @@
+"""SLD (swapped logit distillation) on CIFAR-100: resnet56 teacher -> resnet20 student.
+
+Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
+teachers/cifar100/resnet56 (a vanilla run's workdir or an sld-import-teacher output).
+
+Command: sld-train --config configs/cifar100/sld/resnet56_resnet20.py --workdir workdirs/cifar100_sld_resnet56_resnet20
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.cifar_config("sld", "resnet56", "resnet20")

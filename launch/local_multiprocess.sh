@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs N sld-train processes on this machine, each with D simulated CPU devices, joined by JAX's
+# distributed runtime and gloo CPU collectives. This is how the tests exercise the multi-host code
+# path without a cluster; on real hardware use tpu_pod.sh or slurm_gpu.sh.
+#
+# Usage: launch/local_multiprocess.sh NUM_PROCESSES DEVICES_PER_PROCESS [sld-train args...]
+#   e.g. launch/local_multiprocess.sh 2 2 --config configs/digits/demo.py --workdir /tmp/mp_run
+# Environment: PORT (coordinator port, default a free one), PYTHON (default: python).
+# Each process's output goes to $LOG_DIR/process_<i>.log (default: the current directory's
+# .multiprocess_logs); process 0 also echoes to the terminal. Exits non-zero if any process fails.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,12p' "$0"; exit 2
+fi
+NUM_PROCESSES=$1; DEVICES=$2; shift 2
+PYTHON=${PYTHON:-python}
+PORT=${PORT:-$($PYTHON -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+LOG_DIR=${LOG_DIR:-.multiprocess_logs}
+mkdir -p "$LOG_DIR"
+export JAX_PLATFORMS=cpu
+export JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo
+export XLA_FLAGS="--xla_force_host_platform_device_count=${DEVICES}"
+pids=()
+for ((i = 0; i < NUM_PROCESSES; i++)); do
+  "$PYTHON" -m sld_jax.cli "$@" --coordinator_address="127.0.0.1:${PORT}" \
+    --num_processes="${NUM_PROCESSES}" --process_id="${i}" > "$LOG_DIR/process_${i}.log" 2>&1 &
+  pids+=($!)
+done
+trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
+status=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    echo "process $i failed; see $LOG_DIR/process_${i}.log" >&2
+    status=1
+  fi
+done
+cat "$LOG_DIR/process_0.log"
+exit $status

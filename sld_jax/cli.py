@@ -1,0 +1,185 @@
+"""Command-line entry points: ``sld-train``, ``sld-eval`` and ``sld-import-teacher``.
+
+Thin wrappers: flags -> config -> :mod:`sld_jax.train.loop`. JAX is configured here (multi-host
+initialisation, logging), never at import time of the library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/digits/demo.py"
+
+
+def _repo_configs_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config_path(path: str | None) -> str:
+    """Finds a config file: as given, relative to the cwd, or relative to the repository root."""
+    path = path or DEFAULT_CONFIG
+    spec, colon, arg = path.partition(":")
+    candidates = [Path(spec), _repo_configs_dir().parent / spec, _repo_configs_dir() / spec]
+    for c in candidates:
+        if c.is_file():
+            return str(c) + colon + arg
+    raise FileNotFoundError(
+        f"config file {spec!r} not found (looked in the current directory and in "
+        f"{_repo_configs_dir()}); list the configs with `ls {_repo_configs_dir()}`.")
+
+
+def _config_key_error(argv: list[str], config) -> str | None:
+    """A message naming the nearest valid key for a mistyped ``--config.a.b=v`` override."""
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        dotted = arg[len("--config."):].split("=", 1)[0]
+        node, parts = config, dotted.split(".")
+        for i, part in enumerate(parts):
+            keys = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in keys:
+                near = difflib.get_close_matches(part, keys, n=1)
+                prefix = ".".join(parts[:i])
+                where = f"config.{prefix}" if prefix else "config"
+                hint = f"; did you mean --config.{(prefix + '.') if prefix else ''}{near[0]}?" if near else ""
+                return f"unknown config key {dotted!r}: {where} has no field {part!r}{hint}"
+            node = node[part]
+    return None
+
+
+def _load_config(argv: list[str]):
+    """Parses ``--config PATH`` and ``--config.x=y`` overrides with ml_collections' config_flags."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    fv = flags.FlagValues()
+    config_path = None
+    rest = [argv[0]]
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" and i + 1 < len(argv):
+            config_path = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            config_path = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    config_path = resolve_config_path(config_path)
+    config_flags.DEFINE_config_file("config", config_path, flag_values=fv, lock_config=True)
+    flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)", flag_values=fv)
+    flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint", flag_values=fv)
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (pods/clusters)",
+                      flag_values=fv)
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process)",
+                        flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
+    try:
+        fv(rest)
+    except flags.Error as e:
+        import ml_collections
+
+        base = ml_collections.ConfigDict(fv["config"].value) if "config" in fv else None
+        message = _config_key_error(rest, fv.config) if base is not None else None
+        raise SystemExit(f"error: {message or e}")
+    except (AttributeError, KeyError) as e:
+        raise SystemExit(f"error: {e}")
+    return fv
+
+
+def _init_runtime(fv) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("absl", "jax._src", "orbax", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import jax
+
+    if fv.distributed or fv.coordinator_address:
+        kwargs = {}
+        if fv.coordinator_address:
+            kwargs = dict(coordinator_address=fv.coordinator_address,
+                          num_processes=fv.num_processes, process_id=fv.process_id)
+        jax.distributed.initialize(**kwargs)
+    del jax
+
+
+def _default_workdir(config) -> str:
+    return os.path.join("workdirs", str(config.name).replace("/", "_"))
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``sld-train [--config PATH] [--config.key=value ...] [--workdir DIR]``.
+
+    Without ``--config`` it runs the offline digits demo (``configs/digits/demo.py``).
+    """
+    argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
+    fv = _load_config(argv)
+    _init_runtime(fv)
+    config = fv.config
+    workdir = fv.workdir or _default_workdir(config)
+    if "suite" in config:
+        from sld_jax.train import suite
+
+        suite.run_suite(config, workdir)
+        return 0
+    from sld_jax.train import loop
+
+    result = loop.run(config, workdir)
+    if result["preempted"]:
+        print(f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the same "
+              f"command to resume from {workdir}.")
+        return 0
+    if result["best"] is not None:
+        print(f"{config.name}: best test top-1 {100 * result['best']['test_top1']:.2f}% "
+              f"(epoch {result['best']['epoch']}), last {100 * result['last']['test_top1']:.2f}%; "
+              f"summary in {os.path.join(result['workdir'], 'summary.md')}")
+    return 0
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``sld-eval --workdir DIR [--which best|last]``: evaluates a saved run on its test split."""
+    argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
+    workdir = None
+    for i, a in enumerate(argv):
+        if a.startswith("--workdir="):
+            workdir = a.split("=", 1)[1]
+        elif a == "--workdir" and i + 1 < len(argv):
+            workdir = argv[i + 1]
+    if not workdir or not os.path.exists(os.path.join(workdir, "config.json")):
+        raise SystemExit(f"error: --workdir must name an sld-train run directory with a config.json "
+                         f"(got {workdir!r}).")
+    import ml_collections
+
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    which = "best"
+    for i, a in enumerate(argv):
+        if a.startswith("--which="):
+            which = a.split("=", 1)[1]
+        elif a == "--which" and i + 1 < len(argv):
+            which = argv[i + 1]
+    logging.basicConfig(level=logging.INFO)
+    from sld_jax.train import loop
+
+    result = loop.evaluate(config, workdir, which=which)
+    print(json.dumps(result))
+    return 0
+
+
+def import_teacher_main(argv: list[str] | None = None) -> int:
+    """``sld-import-teacher --arch ARCH --checkpoint PATH --out DIR``."""
+    from sld_jax.models import torch_import
+
+    return int(torch_import.main(list(sys.argv[1:] if argv is None else argv)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

@@ -1,0 +1,190 @@
+"""Builders shared by the config files in ``configs/`` (importable after ``pip install``).
+
+One config file is one experiment: it calls a builder here and overrides what differs. Every
+constant the reference hard-codes (γ, temperatures, loss weights, LR stages) is a config field.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+SLD_TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+
+# Base learning rates of the reference's SLD configs per CIFAR-100 pair (DESIGN.md).
+SLD_CIFAR_LR = {
+    ("resnet56", "resnet20"): 0.025, ("resnet110", "resnet32"): 0.025,
+    ("resnet32x4", "resnet8x4"): 0.025, ("wrn_40_2", "wrn_16_2"): 0.025,
+    ("wrn_40_2", "wrn_40_1"): 0.025, ("wrn_40_2", "vgg8"): 0.025, ("vgg13", "vgg8"): 0.025,
+    ("vgg13", "MobileNetV2"): 0.008, ("ResNet50", "MobileNetV2"): 0.008,
+    ("resnet32x4", "ShuffleV1"): 0.009, ("resnet32x4", "ShuffleV2"): 0.008,
+    ("wrn_40_2", "ShuffleV1"): 0.01,
+}
+CIFAR_PAIRS = tuple(SLD_CIFAR_LR)
+CIFAR_TEACHERS = ("resnet56", "resnet110", "resnet32x4", "ResNet50", "wrn_40_2", "vgg13")
+LIGHT_STUDENTS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
+# DKD β per pair (α 1, T 4, warm-up 20 epochs everywhere).
+DKD_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
+            ("vgg13", "vgg8"): 6.0, ("vgg13", "MobileNetV2"): 6.0,
+            ("wrn_40_2", "wrn_16_2"): 6.0, ("wrn_40_2", "wrn_40_1"): 6.0}
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The fields every run has, with the reference CIFAR-100 SLD values as defaults."""
+    c = ml_collections.ConfigDict()
+    # Human-readable name of the run (used in the summary and plots).
+    c.name = "run"
+    # Seed of parameter init, data order and augmentation (the reference has none).
+    c.seed = 0
+    # Dataset: "cifar100", "imagenet2012" or "digits" (offline, embedded).
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "cifar100"
+    # TFDS data directory (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    c.dataset.data_dir = ml_collections.config_dict.placeholder(str)
+    # Let TFDS download the dataset when absent (needs internet; imagenet2012 is manual).
+    c.dataset.download = True
+    # Smoke-test shrink: use only the first N train / test examples (0 = all).
+    c.dataset.limit_train = 0
+    c.dataset.limit_test = 0
+    # Student architecture (a name of sld_jax.models.MODELS).
+    c.model = "resnet8x4"
+    # Compute dtype of the student and teacher ("float32" or "bfloat16"); params stay float32.
+    c.compute_dtype = "float32"
+    # Use the first N devices of each process (0 = all); the global batch is split over them.
+    c.num_devices = 0
+    # Synchronise BatchNorm statistics across devices (the reference: per device).
+    c.sync_batchnorm = False
+    # Teacher: its architecture and where its weights are (a vanilla run's workdir or an
+    # sld-import-teacher output directory). Unused by the "vanilla" method.
+    c.teacher = ml_collections.ConfigDict()
+    c.teacher.arch = "resnet32x4"
+    c.teacher.checkpoint = ""
+    # Method: vanilla, kd, sld, dkd, mlkd, dkd+sld, mlkd+sld.
+    c.method = "sld"
+    # Loss hyper-parameters (the reference hard-codes these).
+    c.loss = ml_collections.ConfigDict()
+    c.loss.ce_weight = 0.1
+    c.loss.kd_weight = 0.9
+    c.loss.temperatures = SLD_TEMPERATURES
+    # γ: the pseudo-teacher (student swap) term is on for epochs > gamma (epochs from 1).
+    c.loss.gamma = 150
+    c.loss.stop_gradient_pseudo_teacher = False
+    # Teacher-side logit processing: "swap" (SLD) or an ablation variant of sld_jax.losses.
+    c.loss.teacher_transform = "swap"
+    c.loss.teacher_transform_kwargs = ml_collections.ConfigDict()
+    # Temperature of Hinton's KD (method "kd").
+    c.loss.kd_temperature = 4.0
+    c.loss.dkd = ml_collections.ConfigDict(
+        dict(alpha=1.0, beta=8.0, temperature=4.0, warmup=20))
+    c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True))
+    # Optimiser: PyTorch SGD (coupled weight decay on every parameter).
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 0.025
+    c.optim.momentum = 0.9
+    c.optim.weight_decay = 5e-4
+    # LR × decay_rate after each of these epochs (epochs from 1; set at the start of an epoch).
+    c.optim.stages = (150, 180, 210)
+    c.optim.decay_rate = 0.1
+    c.num_epochs = 240
+    # Global batch size (split over all devices); the last partial batch is kept (masked).
+    c.batch_size = 64
+    c.eval_batch_size = 256
+    # Checkpoint every N epochs (and at the end, and on SIGTERM); keep the last k and the best.
+    c.checkpoint_every_epochs = 10
+    c.keep_checkpoints = 3
+    # Progress log line every N steps when not on a terminal.
+    c.log_every_steps = 100
+    # On a non-finite loss/gradient: "stop" (exit with an error naming the step and the last good
+    # checkpoint) or "skip" (drop that update and go on).
+    c.on_nonfinite = "stop"
+    # Stop after this many steps in total (0 = no limit; for smoke tests and benchmarks).
+    c.max_steps = 0
+    return c
+
+
+def cifar_config(method: str, teacher: str | None, student: str) -> ml_collections.ConfigDict:
+    """A CIFAR-100 config of the paper: ``method`` in vanilla/kd/dkd/mlkd/sld and variants.
+
+    Args:
+      method: the method name.
+      teacher: the teacher architecture (None for ``vanilla``).
+      student: the student architecture (the trained model).
+    """
+    c = base_config()
+    c.dataset.name = "cifar100"
+    c.model = student
+    c.method = method
+    c.name = f"cifar100/{method}/{teacher + '_' if teacher else ''}{student}"
+    light = student in LIGHT_STUDENTS
+    if teacher is not None:
+        c.teacher.arch = teacher
+        c.teacher.checkpoint = f"teachers/cifar100/{teacher}"
+    if method == "vanilla":
+        c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
+        c.optim.lr = 0.01 if light else 0.05
+    elif method == "kd":
+        c.loss.ce_weight, c.loss.kd_weight = 0.1, 0.9
+        c.loss.teacher_transform = "none"
+        c.optim.lr = 0.01 if light else 0.05
+    elif method in ("dkd", "dkd+sld"):
+        c.loss.ce_weight, c.loss.kd_weight = 1.0, 1.0
+        c.loss.dkd.beta = DKD_BETA.get((teacher, student), 8.0)
+        c.loss.teacher_transform = "swap" if method == "dkd+sld" else "none"
+        c.optim.lr = 0.01 if light else 0.05
+    elif method in ("mlkd", "mlkd+sld"):
+        # The reference's MLKD yaml: CE 0.1 / KD 0.9, the SLD learning rates, stages 150/180/210.
+        c.loss.teacher_transform = "swap" if method == "mlkd+sld" else "none"
+        c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
+        c.num_epochs = 960 if student.startswith("Shuffle") else 480
+    elif method == "sld":
+        c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return c
+
+
+def imagenet_config(method: str, teacher: str | None, student: str, *,
+                    gamma: int = 30) -> ml_collections.ConfigDict:
+    """An ImageNet config: batch 512, LR 0.2, wd 1e-4, 100 epochs, stages 30/60/90."""
+    c = base_config()
+    c.dataset.name = "imagenet2012"
+    c.dataset.download = False
+    c.model = student
+    c.method = method
+    c.name = f"imagenet/{method}/{teacher + '_' if teacher else ''}{student}"
+    if teacher is not None:
+        c.teacher.arch = teacher
+        c.teacher.checkpoint = f"teachers/imagenet/{teacher}"
+    c.batch_size = 512
+    c.eval_batch_size = 512
+    c.num_epochs = 100
+    c.optim.lr = 0.2
+    c.optim.weight_decay = 1e-4
+    c.optim.stages = (30, 60, 90)
+    c.loss.gamma = gamma
+    c.checkpoint_every_epochs = 1
+    c.log_every_steps = 200
+    return c
+
+
+def digits_config(method: str, teacher: str | None, student: str, *,
+                  num_epochs: int = 10) -> ml_collections.ConfigDict:
+    """A run on the embedded offline ``digits`` set (16x16 RGB, 10 classes), scaled to a CPU.
+
+    The schedule is the CIFAR recipe compressed to ``num_epochs``: LR stages at 5/8, 6/8 and 7/8
+    of the run and γ at the 5/8 point, so every mechanism (LR decay, the γ gate) is exercised.
+    """
+    c = cifar_config(method, teacher, student)
+    c.dataset.name = "digits"
+    c.dataset.download = False
+    c.name = f"digits/{method}/{teacher + '_' if teacher else ''}{student}"
+    c.num_epochs = num_epochs
+    c.optim.lr = 0.05
+    c.optim.stages = tuple(int(round(num_epochs * f)) for f in (5 / 8, 6 / 8, 7 / 8))
+    c.loss.gamma = int(round(num_epochs * 5 / 8))
+    c.batch_size = 64
+    c.eval_batch_size = 128
+    c.checkpoint_every_epochs = num_epochs
+    c.log_every_steps = 10
+    if teacher is not None:
+        c.teacher.checkpoint = ""
+    return c

@@ -1,0 +1,169 @@
+"""Checkpoints with orbax ``CheckpointManager``: the last k, the best, and a safe restore.
+
+Layout under a run's workdir::
+
+    checkpoints/<step>/   the last ``keep`` checkpoints (state + JSON metadata)
+    best/<step>/          the checkpoint with the best test top-1 so far
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so an
+interrupted save never looks like a checkpoint. A checkpoint that exists but cannot be read (a
+corrupt file) is skipped with a warning and the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or no usable checkpoint could be read."""
+
+
+def check_writable(directory: str) -> None:
+    """Raises :class:`CheckpointError` now if ``directory`` cannot be created or written."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".write_probe_{jax.process_index()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise CheckpointError(
+            f"the workdir {directory!r} is not writable ({e.strerror}); choose another --workdir "
+            "or fix its permissions/free space."
+        ) from e
+
+
+def _options(keep: int | None) -> ocp.CheckpointManagerOptions:
+    return ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=False,
+        cleanup_tmp_directories=True)
+
+
+def _abstract(tree: Any) -> Any:
+    def leaf(x):
+        if isinstance(x, jax.Array):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        return x
+    return jax.tree.map(leaf, tree)
+
+
+class Checkpointer:
+    """Saves and restores a run's TrainState plus JSON metadata (history, best accuracy, ...)."""
+
+    def __init__(self, workdir: str, *, keep: int = 3):
+        self.workdir = os.path.abspath(workdir)
+        check_writable(self.workdir)
+        self._last = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"),
+                                           options=_options(keep))
+        self._best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=_options(1))
+
+    def all_steps(self) -> list[int]:
+        """Steps of the complete checkpoints in ``checkpoints/``, ascending."""
+        self._last.reload()
+        return sorted(self._last.all_steps())
+
+    def save(self, step: int, state: Any, metadata: dict, *, best: bool = False) -> None:
+        """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  metadata=ocp.args.JsonSave(metadata))
+        managers = [self._last] + ([self._best] if best else [])
+        for manager in managers:
+            try:
+                if step in manager.all_steps():
+                    manager.delete(step)
+                manager.save(step, args=args, force=True)
+                manager.wait_until_finished()
+            except Exception as e:  # a full disk or a vanished directory: keep the previous ones
+                previous = [s for s in manager.all_steps() if s != step]
+                raise CheckpointError(
+                    f"could not write the checkpoint of step {step} to {manager.directory} ({e}); "
+                    f"the previous checkpoint (step {previous[-1] if previous else 'none'}) is intact. "
+                    "Free disk space or choose another --workdir, then rerun to resume."
+                ) from e
+
+    def restore_latest(self, target_state: Any) -> tuple[Any, dict] | None:
+        """Restores the newest readable checkpoint into the structure/sharding of ``target_state``.
+
+        Returns:
+          ``(state, metadata)``, or None when there is no checkpoint. A checkpoint that fails to
+          load triggers a warning and a fall-back to the previous one.
+
+        Raises:
+          CheckpointError: if checkpoints exist but none can be read.
+        """
+        steps = self.all_steps()
+        errors = []
+        for step in reversed(steps):
+            try:
+                return self._restore(self._last, step, target_state)
+            except Exception as e:  # corrupt or partial: fall back
+                warnings.warn(
+                    f"checkpoint {step} in {self._last.directory} is unreadable ({type(e).__name__}: "
+                    f"{str(e)[:200]}); falling back to the previous checkpoint.", RuntimeWarning)
+                errors.append(step)
+        if steps:
+            raise CheckpointError(
+                f"none of the checkpoints {steps} in {self._last.directory} could be read; "
+                "delete the directory to start afresh.")
+        return None
+
+    def restore_best(self, target_state: Any) -> tuple[Any, dict] | None:
+        """Restores the best checkpoint (or None if there is none)."""
+        self._best.reload()
+        steps = sorted(self._best.all_steps())
+        if not steps:
+            return None
+        return self._restore(self._best, steps[-1], target_state)
+
+    @staticmethod
+    def _restore(manager, step, target_state):
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(target_state)),
+            metadata=ocp.args.JsonRestore()))
+        return restored["state"], dict(restored["metadata"])
+
+    def close(self) -> None:
+        self._last.close()
+        self._best.close()
+
+
+def load_run_variables(workdir: str, *, which: str = "best") -> tuple[dict, dict]:
+    """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
+
+    Args:
+      workdir: a ``sld-train`` workdir.
+      which: "best" (the best test top-1) or "last"; "best" falls back to "last" if absent.
+
+    Returns:
+      ``({"params", "batch_stats"}, metadata)`` as host (numpy) arrays.
+    """
+    subdirs = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    for sub in subdirs:
+        directory = os.path.join(os.path.abspath(workdir), sub)
+        if not os.path.isdir(directory):
+            continue
+        with ocp.CheckpointManager(directory, options=_options(None)) as manager:
+            steps = sorted(manager.all_steps())
+            for step in reversed(steps):
+                try:
+                    restored = manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+                except Exception as e:
+                    warnings.warn(f"checkpoint {step} in {directory} is unreadable ({e}); trying the previous one.",
+                                  RuntimeWarning)
+                    continue
+                state = restored["state"]
+                variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+                return variables, dict(restored["metadata"])
+    raise CheckpointError(
+        f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
+        "teacher first with a vanilla config or import one with sld-import-teacher.")

@@ -1,0 +1,115 @@
+"""Run output: TensorBoard events + a JSON-lines file, and progress on the terminal or in logs.
+
+Only process 0 writes; every other process gets no-op writers, so call sites need no checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+
+log = logging.getLogger("sld_jax")
+
+
+def _scalar(v: Any) -> float:
+    return float(v.item() if hasattr(v, "item") else v)
+
+
+class MetricWriter:
+    """Writes scalars to TensorBoard event files (tensorboardX) and to ``metrics.jsonl``."""
+
+    def __init__(self, workdir: str, *, enabled: bool | None = None):
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self._tb = None
+        self._jsonl = None
+        if self.enabled:
+            os.makedirs(workdir, exist_ok=True)
+            from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+    def write(self, step: int, scalars: dict[str, Any], **extra: Any) -> None:
+        """Writes ``scalars`` at ``step``; ``extra`` fields (e.g. epoch) go to the JSON line only."""
+        if not self.enabled:
+            return
+        values = {k: _scalar(v) for k, v in scalars.items()}
+        for k, v in values.items():
+            self._tb.add_scalar(k, v, step)
+        self._jsonl.write(json.dumps({"step": int(step), **extra, **values}) + "\n")
+        self._jsonl.flush()
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+class Progress:
+    """Per-epoch progress: a tqdm bar on a terminal, a plain log line every N steps otherwise."""
+
+    def __init__(self, *, total_epochs: int, steps_per_epoch: int, log_every: int = 50,
+                 enabled: bool | None = None, stream=None):
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self.total_epochs = total_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.log_every = max(1, log_every)
+        self.stream = stream or sys.stderr
+        self._bar = None
+        self._use_bar = self.enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def start_epoch(self, epoch: int, first_step_in_epoch: int = 0) -> None:
+        self.epoch = epoch
+        self._t0 = time.perf_counter()
+        self._images = 0
+        self._done = first_step_in_epoch
+        if self._use_bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.steps_per_epoch, initial=first_step_in_epoch,
+                             desc=f"epoch {epoch}/{self.total_epochs}", file=self.stream,
+                             leave=False, dynamic_ncols=True)
+
+    def update(self, images: int, loss: float | None = None) -> None:
+        """Records one finished step of ``images`` examples (``loss`` may be None to avoid a sync)."""
+        if not self.enabled:
+            return
+        self._done += 1
+        self._images += images
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        rate = self._images / elapsed
+        remaining = (self.steps_per_epoch - self._done) * elapsed / max(self._done, 1)
+        if self._bar is not None:
+            post = {"img/s": f"{rate:.0f}"}
+            if loss is not None:
+                post["loss"] = f"{loss:.4f}"
+            self._bar.set_postfix(post)
+            self._bar.update(1)
+        elif self._done % self.log_every == 0 or self._done == self.steps_per_epoch:
+            loss_txt = f" loss {loss:.4f}" if loss is not None else ""
+            log.info("epoch %d/%d step %d/%d%s %.0f img/s ETA(epoch) %s", self.epoch,
+                     self.total_epochs, self._done, self.steps_per_epoch, loss_txt, rate,
+                     format_seconds(remaining))
+
+    def end_epoch(self) -> float:
+        """Closes the bar; returns the epoch's wall time in seconds."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        return time.perf_counter() - self._t0
+
+
+def format_seconds(seconds: float) -> str:
+    """``3725.0 -> '1:02:05'``."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

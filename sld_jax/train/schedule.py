@@ -1,0 +1,66 @@
+"""Epoch bookkeeping, the reference's piecewise-constant learning rate and the γ gate.
+
+Epochs are counted from 1 (as the reference). Steps are counted from 0; step ``s`` belongs to epoch
+``s // steps_per_epoch + 1``. The learning rate of an epoch is fixed at its start:
+``lr = base * decay_rate ** (number of stages < epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax.numpy as jnp
+import optax
+
+
+def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    """Number of steps that use every example once, the last batch partial (ceil)."""
+    if num_examples <= 0 or global_batch_size <= 0:
+        raise ValueError(
+            f"need num_examples > 0 and batch_size > 0, got {num_examples} and {global_batch_size}."
+        )
+    return math.ceil(num_examples / global_batch_size)
+
+
+def epoch_of_step(step: int, steps_in_epoch: int) -> int:
+    """The (1-based) epoch that step ``step`` (0-based) belongs to."""
+    return step // steps_in_epoch + 1
+
+
+def lr_for_epoch(base_lr: float, epoch: int, stages: Sequence[int], decay_rate: float = 0.1) -> float:
+    """The reference's learning rate for ``epoch`` (1-based): ``base * decay_rate ** #(stages < epoch)``.
+
+    >>> lr_for_epoch(0.05, 150, [150, 180, 210]), lr_for_epoch(0.05, 151, [150, 180, 210])
+    (0.05, 0.005...)
+    """
+    return base_lr * decay_rate ** sum(1 for s in stages if epoch > s)
+
+
+def lr_schedule(
+    base_lr: float, stages: Sequence[int], steps_in_epoch: int, decay_rate: float = 0.1
+) -> optax.Schedule:
+    """An optax schedule of the step count giving :func:`lr_for_epoch` of the step's epoch.
+
+    Args:
+      base_lr: the learning rate of epoch 1.
+      stages: epochs after which the rate is multiplied by ``decay_rate`` (reference: [150, 180, 210]).
+      steps_in_epoch: steps per epoch (see :func:`steps_per_epoch`).
+      decay_rate: the multiplier per stage (reference 0.1).
+
+    Returns:
+      A function ``count -> float32 learning rate``, jittable.
+    """
+    stage_array = jnp.asarray(sorted(stages), jnp.int32)
+
+    def schedule(count):
+        epoch = count // steps_in_epoch + 1
+        passed = jnp.sum(epoch > stage_array)
+        return base_lr * jnp.asarray(decay_rate, jnp.float32) ** passed
+
+    return schedule
+
+
+def student_swap_for_epoch(epoch: int, gamma: int) -> bool:
+    """The γ gate: the pseudo-teacher (student swap) term is on when ``epoch > gamma``."""
+    return epoch > gamma

@@ -1,0 +1,207 @@
+"""The train and eval steps: pure per-device functions and their ``shard_map`` wrappers.
+
+A step is a pure function ``(state, teacher_variables, batch, rng) -> (state, metrics)``; all
+hyper-parameters that change the computation are fields of the frozen, hashable
+:class:`StepConfig`, so the loop holds one compiled function per static variant (two for SLD: the
+γ gate switches ``student_swap``). Inside ``shard_map`` every device sees its slice of the global
+batch; the loss of each device is weighted by its share of the real (unpadded) examples and the
+gradients are summed over the ``data`` axis, so the update equals the single-device update on the
+whole batch (with per-device BatchNorm statistics unless the model syncs them). The gradient sum
+over devices comes from shard_map's varying-axis typing (``check_vma``), not an explicit psum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, PartitionSpec as P
+
+from sld_jax.data import augment
+from sld_jax.train.state import TrainState
+
+DATA_AXIS = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static description of a train step (hashable; one compiled step per distinct value).
+
+    Attributes:
+      student: the student flax module.
+      teacher: the frozen teacher module, or None (``vanilla``).
+      objective: ``fn(student_logits, teacher_logits, labels, mask, *, epoch, student_swap)``.
+      tx: the optax optimiser.
+      two_views: feed a weak and a strong view (else the weak view only).
+      student_swap: the γ gate's static value.
+      steps_per_epoch: to derive the (1-based) epoch from the step counter.
+      mean, std: per-channel normalisation constants (0–1 scale).
+      crop_padding: zero padding of the random crop.
+      host_crops: images arrive already cropped and flipped by the host (ImageNet): ``image`` is the
+        weak view and ``image_strong`` the strong view's crop; only RandAugment/Cutout run here.
+      nonfinite: "stop" or "skip": on a non-finite loss or gradient the state is left unchanged
+        either way; the metrics report it and the loop decides.
+    """
+
+    student: nn.Module
+    teacher: nn.Module | None
+    objective: Callable[..., Any]
+    tx: optax.GradientTransformation
+    two_views: bool
+    student_swap: bool
+    steps_per_epoch: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int = 4
+    host_crops: bool = False
+
+
+def _views(cfg: StepConfig, batch: dict, rng: jax.Array) -> list[jax.Array]:
+    """The normalised float32 views of a device-local batch (weak, and strong if two_views)."""
+    images, ids = batch["image"], batch["index"]
+    if cfg.host_crops:
+        weak = augment.normalize(images, cfg.mean, cfg.std)
+        if not cfg.two_views:
+            return [weak]
+        strong = augment.strong_from_cropped(rng, batch["image_strong"], ids, mean=cfg.mean, std=cfg.std)
+        return [weak, strong]
+    if cfg.two_views:
+        weak, strong = augment.make_views(rng, images, ids, mean=cfg.mean, std=cfg.std,
+                                          padding=cfg.crop_padding)
+        return [weak, strong]
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(ids)
+    weak = jax.vmap(functools.partial(augment.weak_view, padding=cfg.crop_padding))(keys, images)
+    return [augment.normalize(weak, cfg.mean, cfg.std)]
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def train_step(
+    state: TrainState, teacher_variables: Any, batch: dict, rng: jax.Array, *, cfg: StepConfig
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser step on the device-local slice of a global batch (call inside shard_map).
+
+    Args:
+      state: the replicated TrainState.
+      teacher_variables: the replicated frozen teacher ``{"params", "batch_stats"}`` (or None).
+      batch: device-local dict: ``image`` uint8 [b, H, W, 3], ``label`` int32 [b], ``mask`` bool [b]
+        (False for padding), ``index`` int32 [b] global example ids (augmentation keys).
+      rng: the run's base key; the step folds in ``state.step`` and each example's id, so the
+        augmentation depends on (seed, step, example) only, not on the device count.
+      cfg: the static :class:`StepConfig`.
+
+    Returns:
+      ``(new_state, metrics)``: metrics are sums over the global batch's real examples (divide by
+      ``metrics["count"]``), plus ``lr`` and ``finite`` (1.0 when the step was applied).
+    """
+    labels, mask = batch["label"], batch["mask"]
+    step_rng = jax.random.fold_in(rng, state.step)
+    views = _views(cfg, batch, step_rng)
+    epoch = (state.step // cfg.steps_per_epoch + 1).astype(jnp.float32)
+
+    teacher_logits = None
+    if cfg.teacher is not None:
+        both = jnp.concatenate(views, axis=0)
+        t_logits, _ = cfg.teacher.apply(teacher_variables, both, train=False)
+        teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
+
+    count = jnp.sum(mask.astype(jnp.float32))
+    total = jax.lax.psum(count, DATA_AXIS)
+    share = count / jnp.maximum(total, 1.0)
+
+    def loss_fn(params):
+        batch_stats = state.batch_stats
+        student_logits = []
+        for view in views:  # separate passes: BN statistics per view, running stats weak then strong
+            (logits, _), updates = cfg.student.apply(
+                {"params": params, "batch_stats": batch_stats}, view, train=True, mask=mask,
+                mutable=["batch_stats"])
+            batch_stats = updates["batch_stats"]
+            student_logits.append(logits)
+        loss, terms = cfg.objective(tuple(student_logits), teacher_logits, labels, mask,
+                                    epoch=epoch, student_swap=cfg.student_swap)
+        return loss * share, (terms, batch_stats, student_logits[0])
+
+    # The parameters are replicated (invariant over ``data``) and the loss varies per device, so
+    # shard_map's varying-axis typing makes the gradient the sum over devices (the transpose of the
+    # implicit broadcast is a psum): with the ``share`` weights it is the global-batch gradient.
+    grads, (terms, batch_stats, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
+    batch_stats = jax.lax.pmean(batch_stats, DATA_AXIS)
+    updates, opt_state = cfg.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    correct = jnp.sum(jnp.where(mask, jnp.argmax(logits, -1) == labels, False))
+    metrics = {k: jax.lax.psum(v * share, DATA_AXIS) * total for k, v in terms.items()}
+    metrics["correct"] = jax.lax.psum(correct.astype(jnp.float32), DATA_AXIS)
+    metrics["count"] = total
+    finite = _all_finite((metrics["loss"], grads))
+    metrics["finite"] = finite.astype(jnp.float32)
+
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    # A non-finite step leaves parameters, statistics and optimiser state untouched.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
+                             state.replace(step=state.step + 1))
+    return new_state, metrics
+
+
+def eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std) -> dict[str, jax.Array]:
+    """Sums of top-1/top-5 correct, cross-entropy and count over the real examples of a batch.
+
+    Args:
+      variables: the model's ``{"params", "batch_stats"}``.
+      batch: device-local dict with ``image`` uint8 [b, H, W, 3], ``label`` [b], ``mask`` [b].
+      model: the flax module (run in inference mode).
+      mean, std: normalisation constants.
+
+    Returns:
+      dict of float32 scalars summed over the ``data`` axis: ``top1``, ``top5``, ``ce``, ``count``.
+    """
+    x = augment.normalize(batch["image"], mean, std)
+    logits, _ = model.apply(variables, x, train=False)
+    logits = logits.astype(jnp.float32)
+    labels, mask = batch["label"], batch["mask"]
+    k = min(5, logits.shape[-1])
+    topk = jax.lax.top_k(logits, k)[1]
+    hit = topk == labels[:, None]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    sums = {
+        "top1": jnp.sum(jnp.where(mask, hit[:, 0], False).astype(jnp.float32)),
+        "top5": jnp.sum(jnp.where(mask, jnp.any(hit, -1), False).astype(jnp.float32)),
+        "ce": jnp.sum(jnp.where(mask, ce, 0.0)),
+        "count": jnp.sum(mask.astype(jnp.float32)),
+    }
+    return jax.lax.psum(sums, DATA_AXIS)
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``Mesh`` over ``devices`` (default: all devices of all processes) with axis ``data``."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(list(devices), (DATA_AXIS,))
+
+
+def compile_train_step(cfg: StepConfig, mesh: Mesh):
+    """``jit(shard_map(train_step))``: state and teacher replicated, batch split over ``data``.
+
+    The state argument is donated (its buffers are reused for the new state).
+    """
+    fn = jax.shard_map(
+        functools.partial(train_step, cfg=cfg), mesh=mesh,
+        in_specs=(P(), P(), P(DATA_AXIS), P()), out_specs=(P(), P()))
+    return jax.jit(fn, donate_argnums=(0,))
+
+
+def compile_eval_step(model: nn.Module, mesh: Mesh, mean, std):
+    """``jit(shard_map(eval_step))`` with replicated variables and a batch split over ``data``."""
+    fn = jax.shard_map(
+        functools.partial(eval_step, model=model, mean=tuple(mean), std=tuple(std)), mesh=mesh,
+        in_specs=(P(), P(DATA_AXIS)), out_specs=P())
+    return jax.jit(fn)

@@ -1,0 +1,72 @@
+"""Every config file parses, locks, names valid models/methods, and carries the reference values."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from sld_jax import configs_lib, models
+from sld_jax.train import objectives
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.py"))
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location(f"cfg_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _run_configs(config):
+    if "suite" in config:
+        return [config.runs[name] for name in config.suite]
+    return [config]
+
+
+def test_there_are_configs_for_every_paper_pair():
+    for method in ("sld", "kd", "dkd", "mlkd", "vanilla"):
+        for teacher, student in configs_lib.CIFAR_PAIRS:
+            name = f"{teacher}_{student}.py" if method != "vanilla" else f"{student}.py"
+            assert (CONFIG_DIR / "cifar100" / method / name).is_file(), (method, name)
+    for teacher in configs_lib.CIFAR_TEACHERS:
+        assert (CONFIG_DIR / "cifar100" / "vanilla" / f"{teacher}.py").is_file()
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_config_parses_and_names_valid_pieces(path):
+    config = load(path)
+    config.lock()
+    for run in _run_configs(config):
+        objective = objectives.get_objective(run.method, run.loss)
+        models.get_model(run.model, num_classes=10)
+        if objective.uses_teacher:
+            models.get_model(run.teacher.arch, num_classes=10)
+        assert run.optim.lr > 0 and run.num_epochs > 0 and run.batch_size > 0
+        with pytest.raises(AttributeError, match="Did you mean"):
+            run.optim.lrr  # noqa: B018  (a mistyped key names the nearest valid one)
+
+
+def test_reference_hyper_parameters():
+    c = load(CONFIG_DIR / "cifar100/sld/resnet32x4_resnet8x4.py")
+    assert (c.optim.lr, c.batch_size, c.num_epochs, tuple(c.optim.stages)) == (0.025, 64, 240, (150, 180, 210))
+    assert (c.loss.ce_weight, c.loss.kd_weight, c.loss.gamma) == (0.1, 0.9, 150)
+    assert tuple(c.loss.temperatures) == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+    assert (c.optim.momentum, c.optim.weight_decay) == (0.9, 5e-4)
+    assert load(CONFIG_DIR / "cifar100/sld/vgg13_MobileNetV2.py").optim.lr == 0.008
+    assert load(CONFIG_DIR / "cifar100/sld/wrn_40_2_ShuffleV1.py").optim.lr == 0.01
+    assert load(CONFIG_DIR / "cifar100/kd/resnet32x4_ShuffleV2.py").optim.lr == 0.01
+    assert load(CONFIG_DIR / "cifar100/kd/resnet56_resnet20.py").optim.lr == 0.05
+    assert load(CONFIG_DIR / "cifar100/dkd/resnet56_resnet20.py").loss.dkd.beta == 2.0
+    assert load(CONFIG_DIR / "cifar100/dkd/vgg13_vgg8.py").loss.dkd.beta == 6.0
+    assert load(CONFIG_DIR / "cifar100/dkd/resnet32x4_resnet8x4.py").loss.dkd.beta == 8.0
+    assert load(CONFIG_DIR / "cifar100/mlkd/resnet32x4_ShuffleV1.py").num_epochs == 960
+    assert load(CONFIG_DIR / "cifar100/mlkd/resnet32x4_resnet8x4.py").num_epochs == 480
+    paper = load(CONFIG_DIR / "imagenet/sld/r50_mv1.py")
+    code = load(CONFIG_DIR / "imagenet/reference_imagenet/r50_mv1.py")
+    assert paper.loss.gamma == 30 and code.loss.gamma == 150
+    assert paper.model == "imagenet_mobilenet_v1"
+    assert (paper.loss.ce_weight, paper.loss.kd_weight) == (1.0, 0.5)
+    r18 = load(CONFIG_DIR / "imagenet/sld/r34_r18.py")
+    assert (r18.loss.ce_weight, r18.loss.kd_weight, r18.batch_size, r18.optim.lr) == (0.5, 0.5, 512, 0.2)

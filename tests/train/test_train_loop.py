@@ -1,0 +1,129 @@
+"""End-to-end trainer tests on the embedded digits set with a tiny model (CPU, seconds each)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from sld_jax import configs_lib
+from sld_jax.train import loop
+from sld_jax.train.teacher import TeacherMismatchError
+
+
+def tiny(method, *, data_dir, teacher=None, epochs=2, limit=128, **overrides):
+    """A digits config shrunk to a few steps: resnet_tiny, 128 examples, batch 32."""
+    c = configs_lib.digits_config(method, "resnet_tiny" if method != "vanilla" else None,
+                                  "resnet_tiny", num_epochs=epochs)
+    c.dataset.data_dir = data_dir
+    c.dataset.limit_train = limit
+    c.dataset.limit_test = 64
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.num_devices = 2
+    c.loss.gamma = 1  # epoch 2 switches the student swap on
+    c.checkpoint_every_epochs = 1
+    if teacher is not None:
+        c.teacher.checkpoint = teacher
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def params_of(result):
+    return jax.device_get(result["state"].params)
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(digits_data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("teacher"))
+    result = loop.run(tiny("vanilla", data_dir=digits_data_dir, epochs=3, limit=256), workdir)
+    return workdir, result
+
+
+def test_vanilla_run_learns_and_writes_outputs(teacher_run):
+    workdir, result = teacher_run
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_count"] == 64  # every test example once, padding excluded
+    assert result["best"]["test_top1"] == max(h["test_top1"] for h in history)
+    for name in ("config.json", "metrics.jsonl", "summary.md", "accuracy.png"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [l["epoch"] for l in lines] == [1, 2, 3] and "test_top1" in lines[0]
+    assert result["compiled_variants"] == {False: 1}
+
+
+def test_sld_resume_is_bit_identical_and_compiles_two_variants(teacher_run, digits_data_dir, tmp_path):
+    teacher_dir, _ = teacher_run
+    full = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir), str(tmp_path / "full"))
+    # exactly two step variants (γ gate off, then on), each compiled once: no retrace per epoch
+    assert full["compiled_variants"] == {False: 1, True: 1}
+    assert full["history"][0]["teacher_swap_fraction"] >= 0.0
+    assert "teacher_student_agreement" in full["history"][0]
+
+    stopped = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, max_steps=3),
+                       str(tmp_path / "resumed"))
+    assert int(stopped["state"].step) == 3 and not stopped["history"]
+    resumed = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir),
+                       str(tmp_path / "resumed"))
+    assert int(resumed["state"].step) == int(full["state"].step) == 8
+    assert_trees_equal(params_of(resumed), params_of(full))
+    assert_trees_equal(jax.device_get(resumed["state"].batch_stats),
+                       jax.device_get(full["state"].batch_stats))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    np.testing.assert_allclose(resumed["history"][0]["train_loss"], full["history"][0]["train_loss"],
+                               rtol=1e-6)
+
+
+def test_one_and_four_devices_give_the_same_parameters(digits_data_dir, tmp_path):
+    results = []
+    for n in (1, 4):
+        c = tiny("vanilla", data_dir=digits_data_dir, max_steps=3, sync_batchnorm=True,
+                 num_devices=n)
+        results.append(loop.run(c, str(tmp_path / f"dev{n}")))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                 params_of(results[0]), params_of(results[1]))
+
+
+def test_teacher_mismatch_is_reported_before_training(teacher_run, digits_data_dir, tmp_path):
+    teacher_dir, _ = teacher_run
+    c = tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir)
+    c.teacher.arch = "resnet8"
+    with pytest.raises(TeacherMismatchError, match="resnet_tiny"):
+        loop.run(c, str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad" / "metrics.jsonl")
+
+
+def test_bad_configs_fail_fast(digits_data_dir, tmp_path):
+    c = tiny("vanilla", data_dir=digits_data_dir)
+    c.method = "slld"
+    with pytest.raises(ValueError, match="Did you mean 'sld'"):
+        loop.run(c, str(tmp_path / "a"))
+    with pytest.raises(ValueError, match="divisible by the number of devices"):
+        loop.run(tiny("vanilla", data_dir=digits_data_dir, batch_size=31), str(tmp_path / "b"))
+    c = tiny("sld", data_dir=digits_data_dir)
+    c.teacher.checkpoint = ""
+    with pytest.raises(ValueError, match="needs a teacher"):
+        loop.run(c, str(tmp_path / "c"))
+
+
+def test_nonfinite_loss_stops_with_the_step_and_last_checkpoint(digits_data_dir, tmp_path):
+    c = tiny("vanilla", data_dir=digits_data_dir, **{"optim.lr": 1e30})
+    with pytest.raises(loop.NonFiniteLossError, match=r"step \d+: the loss or a gradient is not finite"):
+        loop.run(c, str(tmp_path / "nan"))
+    c = tiny("vanilla", data_dir=digits_data_dir, epochs=1, on_nonfinite="skip", **{"optim.lr": 1e30})
+    result = loop.run(c, str(tmp_path / "skip"))
+    assert int(result["state"].step) == 4
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(result)))
