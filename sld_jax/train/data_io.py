@@ -18,6 +18,7 @@ class RunData:
     Attributes:
       spec: the dataset's ``DatasetSpec`` (num_classes, image_size, mean, std, crop_padding).
       num_train: number of training examples (every one is used each epoch).
+      steps_per_epoch: training steps per epoch (the last batch partial, masked).
       host_crops: True when the host already cropped/flipped the views (ImageNet).
       train_batches: ``(epoch=, start_step=) -> iterator`` of global batch dicts.
       eval_batches: ``() -> iterator`` of padded global eval batch dicts (with ``mask``).
@@ -25,6 +26,7 @@ class RunData:
 
     spec: Any
     num_train: int
+    steps_per_epoch: int
     host_crops: bool
     train_batches: Callable[..., Iterator[dict]]
     eval_batches: Callable[[], Iterator[dict]]
@@ -46,9 +48,7 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
     name = config.dataset.name
     kwargs = dict(data_dir=config.dataset.data_dir, download=config.dataset.download)
     if name == "imagenet2012":
-        from sld_jax.data import imagenet
-
-        return imagenet.open_run_data(config, mesh, train=train)
+        return _open_imagenet(config, mesh)
     test = _limit(sources.load_in_memory(name, "test", **kwargs), config.dataset.limit_test)
     train_split = (_limit(sources.load_in_memory(name, "train", **kwargs), config.dataset.limit_train)
                    if train else test)
@@ -61,5 +61,29 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
     def eval_batches():
         return pipeline.eval_batches(test, global_batch_size=config.eval_batch_size, mesh=mesh)
 
-    return RunData(spec=test.spec, num_train=len(train_split.labels), host_crops=False,
-                   train_batches=train_batches, eval_batches=eval_batches)
+    return RunData(spec=test.spec, num_train=len(train_split.labels),
+                   steps_per_epoch=pipeline.steps_per_epoch(len(train_split.labels), config.batch_size),
+                   host_crops=False, train_batches=train_batches, eval_batches=eval_batches)
+
+
+def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
+    """ImageNet: host-decoded crops (two independent views per example), streamed per process."""
+    from sld_jax.data import imagenet
+
+    spec = sources.get_spec(config.dataset.name)
+    common = dict(name=config.dataset.name, data_dir=config.dataset.data_dir,
+                  download=config.dataset.download)
+    # Fail now, with the prepare command, if the dataset is absent.
+    sources.prepare(config.dataset.name, data_dir=config.dataset.data_dir,
+                    download=config.dataset.download)
+
+    def train_batches(*, epoch: int, start_step: int = 0):
+        return imagenet.train_batches(global_batch_size=config.batch_size, seed=config.seed,
+                                      epoch=epoch, mesh=mesh, start_step=start_step, **common)
+
+    def eval_batches():
+        return imagenet.eval_batches(global_batch_size=config.eval_batch_size, mesh=mesh, **common)
+
+    return RunData(spec=spec, num_train=spec.train_size,
+                   steps_per_epoch=imagenet.steps_per_epoch(spec.train_size, config.batch_size),
+                   host_crops=True, train_batches=train_batches, eval_batches=eval_batches)

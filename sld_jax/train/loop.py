@@ -146,7 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     mesh = _mesh(config)
     data = open_datasets(config, mesh)
     spec = data.spec
-    spe = schedule.steps_per_epoch(data.num_train, config.batch_size)
+    spe = data.steps_per_epoch
     total_steps = spe * config.num_epochs
 
     objective = objectives.get_objective(config.method, config.loss)
