@@ -1,0 +1,153 @@
+"""ImageNet ResNet-18/34/50/101 with torchvision's layout and parameter names.
+
+The definition is mdistiller's ImageNet ResNet, which is torchvision's network with the block's final
+ReLU moved to the start of the next block (``relu(x)`` on entry, no ReLU on exit). The logits are the
+same as torchvision's, so torchvision ``state_dict``\\ s load unchanged (see
+:mod:`sld_jax.models.torch_import`), and the un-activated stage outputs are available as features.
+
+Submodules are named after the PyTorch attribute paths (``conv1``, ``bn1``, ``layer1_0/conv1``,
+``layer2_0/downsample_0``, ``layer2_0/downsample_1``, ``fc``). Initialisation as the reference:
+convolutions kaiming-normal (fan_out, ReLU gain), BatchNorm scale 1 / bias 0, ``fc`` PyTorch's
+default ``nn.Linear`` initialisation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+
+Array = jax.Array
+
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101"]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions; input ``[B, H, W, C_in]`` -> output ``[B, H/stride, W/stride, planes]``.
+
+    ReLU is applied to the input (the previous block's output), not to this block's output.
+    """
+
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+        """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        x = nn.relu(x)
+        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
+        y = conv2d(self.planes, 3, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = bn(name="bn2")(y, train=train, mask=mask)
+        if self.downsample:
+            x = conv2d(self.planes, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = bn(name="downsample_1")(x, train=train, mask=mask)
+        return y + x
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (strided) -> 1x1 bottleneck; output ``[B, H/stride, W/stride, 4 * planes]``.
+
+    ReLU is applied to the input (the previous block's output), not to this block's output.
+    """
+
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+        """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        out = self.planes * self.expansion
+        x = nn.relu(x)
+        y = conv2d(self.planes, 1, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
+        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
+        y = conv2d(out, 1, dtype=self.dtype, name="conv3")(y)
+        y = bn(name="bn3")(y, train=train, mask=mask)
+        if self.downsample:
+            x = conv2d(out, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = bn(name="downsample_1")(x, train=train, mask=mask)
+        return y + x
+
+
+class ResNet(nn.Module):
+    """ImageNet ResNet (torchvision layout): 7x7/2 stem, 3x3/2 max-pool, four stages, global mean, fc.
+
+    Call ``(x, *, train, mask=None) -> (logits, features)``:
+
+    * ``x``: ``[B, H, W, 3]`` float, normalised; 224x224 natively, any size >= 32 works (the final
+      pool is a global mean, equal to the reference's ``AvgPool2d(7)`` at 224x224).
+    * ``mask``: optional ``[B]`` bool; False rows are left out of BatchNorm batch statistics.
+    * ``logits``: ``[B, num_classes]`` float32.
+    * ``features``: ``pooled`` ``[B, 512 * expansion]``; ``stage0_preact`` (stem BN output, before
+      ReLU and max-pool) and ``stage{1..4}_preact`` (each stage's output before the ReLU that the next
+      block applies), and ``stage{0..4}`` = their ReLUs, as in the reference's ``preact_feats`` and
+      ``feats``. Features are in the compute dtype.
+
+    Attributes:
+      block: ``BasicBlock`` or ``Bottleneck``.
+      stage_sizes: blocks per stage, e.g. ``(3, 4, 6, 3)``.
+      num_classes: classifier outputs.
+      dtype: compute dtype (parameters are float32).
+      axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+    """
+
+    block: type
+    stage_sizes: Sequence[int]
+    num_classes: int = 1000
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Forward pass; see the class docstring for shapes."""
+        check_images(x, type(self).__name__)
+        feats: dict[str, Array] = {}
+        x = x.astype(self.dtype)
+        x = conv2d(64, 7, stride=2, padding=3, dtype=self.dtype, name="conv1")(x)
+        x = BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
+        feats["stage0_preact"], feats["stage0"] = x, nn.relu(x)
+        x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        cin = 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), self.stage_sizes), start=1):
+            stride = 1 if i == 1 else 2
+            for j in range(n):
+                s = stride if j == 0 else 1
+                down = j == 0 and (s != 1 or cin != planes * self.block.expansion)
+                x = self.block(planes, s, down, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{i}_{j}")(
+                    x, train=train, mask=mask
+                )
+                cin = planes * self.block.expansion
+            feats[f"stage{i}_preact"], feats[f"stage{i}"] = x, nn.relu(x)
+        pooled = global_mean_pool(nn.relu(x))
+        feats["pooled"] = pooled
+        logits = Linear(self.num_classes, dtype=self.dtype, name="fc")(pooled)
+        return logits.astype(jnp.float32), feats
+
+
+# Named variants (call with ``num_classes=``, ``dtype=``, ``axis_name=``). Parameters at 1000 classes and
+# forward multiply-adds per 224x224 image (torchvision's figures):
+# ResNet-18: 11,689,512 params, 1.81 G; ResNet-34: 21,797,672, 3.66 G; ResNet-50: 25,557,032, 4.09 G;
+# ResNet-101: 44,549,160, 7.80 G.
+resnet18 = functools.partial(ResNet, BasicBlock, (2, 2, 2, 2))
+resnet34 = functools.partial(ResNet, BasicBlock, (3, 4, 6, 3))
+resnet50 = functools.partial(ResNet, Bottleneck, (3, 4, 6, 3))
+resnet101 = functools.partial(ResNet, Bottleneck, (3, 4, 23, 3))
