@@ -73,25 +73,31 @@ def _load_config(argv: list[str]):
             rest.append(a)
         i += 1
     config_path = resolve_config_path(config_path)
-    config_flags.DEFINE_config_file("config", config_path, flag_values=fv, lock_config=True)
-    flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)", flag_values=fv)
-    flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint", flag_values=fv)
-    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (pods/clusters)",
-                      flag_values=fv)
-    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process)",
-                        flag_values=fv)
-    flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
-    flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
     try:
+        # sys_argv=rest: config_flags looks for `--config.x=y` overrides in this argv (not
+        # sys.argv, which still holds the `--config PATH` removed above: with it the file would
+        # never be parsed and every override would be an unknown flag).
+        config_flags.DEFINE_config_file("config", config_path, flag_values=fv, lock_config=True,
+                                        sys_argv=rest)
+        flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)",
+                            flag_values=fv)
+        flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint",
+                            flag_values=fv)
+        flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (pods/clusters)",
+                          flag_values=fv)
+        flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process)",
+                            flag_values=fv)
+        flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)",
+                             flag_values=fv)
+        flags.DEFINE_integer("process_id", None, "this process's id (multi-process)",
+                             flag_values=fv)
         fv(rest)
-    except flags.Error as e:
-        import ml_collections
-
-        base = ml_collections.ConfigDict(fv["config"].value) if "config" in fv else None
-        message = _config_key_error(rest, fv.config) if base is not None else None
-        raise SystemExit(f"error: {message or e}")
-    except (AttributeError, KeyError) as e:
-        raise SystemExit(f"error: {e}")
+    except (flags.Error, AttributeError, KeyError) as e:
+        # A mistyped override: name the nearest valid key, read from the config without overrides.
+        plain = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", config_path, flag_values=plain,
+                                        lock_config=True, sys_argv=rest[:1])
+        raise SystemExit(f"error: {_config_key_error(rest, plain['config'].value) or e}")
     return fv
 
 
@@ -102,17 +108,32 @@ def _init_runtime(fv) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import jax
 
+    # A persistent compilation cache makes reruns, resumes and the demo's later runs start fast.
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        cache = os.path.join(os.path.expanduser("~"), ".cache", "sld_jax", "xla")
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     if fv.distributed or fv.coordinator_address:
         kwargs = {}
         if fv.coordinator_address:
             kwargs = dict(coordinator_address=fv.coordinator_address,
                           num_processes=fv.num_processes, process_id=fv.process_id)
         jax.distributed.initialize(**kwargs)
+        if jax.process_index() != 0:  # only process 0 reports progress; the others warn/err only
+            logging.getLogger().setLevel(logging.WARNING)
     del jax
 
 
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
 def _default_workdir(config) -> str:
-    return os.path.join("workdirs", str(config.name).replace("/", "_"))
+    """``workdirs/<config.name>`` with characters other than letters, digits, ``._-`` replaced."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(config.name))
+    return os.path.join("workdirs", safe)
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -134,10 +155,11 @@ def train_main(argv: list[str] | None = None) -> int:
 
     result = loop.run(config, workdir)
     if result["preempted"]:
-        print(f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the same "
-              f"command to resume from {workdir}.")
+        if _process_index() == 0:
+            print(f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the "
+                  f"same command to resume from {workdir}.")
         return 0
-    if result["best"] is not None:
+    if result["best"] is not None and _process_index() == 0:
         print(f"{config.name}: best test top-1 {100 * result['best']['test_top1']:.2f}% "
               f"(epoch {result['best']['epoch']}), last {100 * result['last']['test_top1']:.2f}%; "
               f"summary in {os.path.join(result['workdir'], 'summary.md')}")

@@ -12,11 +12,14 @@ from sld_jax import configs_lib
 
 def get_config():
     c = ml_collections.ConfigDict()
-    # Shown in the summary.
-    c.name = "digits demo: resnet20 teacher -> resnet8 students (vanilla, KD, SLD)"
+    # Names the default workdir (workdirs/digits_demo) and the summary.
+    c.name = "digits_demo"
+    c.description = "digits: resnet20 teacher -> resnet8 students (vanilla, KD, SLD)"
     # Runs in training order; the teacher run's workdir is the students' teacher.
     c.suite = ("teacher", "vanilla", "kd", "sld")
     c.teacher_run = "teacher"
+    # TFDS data directory for every run (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    c.data_dir = ml_collections.config_dict.placeholder(str)
     c.runs = ml_collections.ConfigDict()
     c.runs.teacher = configs_lib.digits_config("vanilla", None, "resnet20", num_epochs=8)
     c.runs.vanilla = configs_lib.digits_config("vanilla", None, "resnet8", num_epochs=8)

@@ -39,6 +39,8 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict
     teacher_dir = os.path.join(os.path.abspath(workdir), config.teacher_run)
     for name in config.suite:
         run_cfg = ml_collections.ConfigDict(config.runs[name].to_dict())
+        if config.get("data_dir"):
+            run_cfg.dataset.data_dir = config.data_dir
         run_dir = os.path.join(os.path.abspath(workdir), name)
         if name != config.teacher_run and run_cfg.method != "vanilla":
             run_cfg.teacher.checkpoint = teacher_dir
@@ -57,7 +59,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict
         lines.append(f"| {name} | {c.model} | {c.method} | {100 * r['best']['test_top1']:.2f}% "
                      f"(epoch {r['best']['epoch']}) | {100 * r['last']['test_top1']:.2f}% |")
     table = "\n".join(lines)
-    text = (f"# {config.name}\n\n{table}\n\nWall time {wall / 60:.1f} min on {machine_description()}.\n"
+    text = (f"# {config.get('description', config.name)}\n\n{table}\n\nWall time {wall / 60:.1f} min on {machine_description()}.\n"
             "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch.\n")
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write(text)
