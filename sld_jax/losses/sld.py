@@ -2,20 +2,87 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from sld_jax.losses import _checks
-from sld_jax.losses.kd import cross_entropy, masked_mean, multi_temperature_kd
+from sld_jax.losses import _checks, _views
+from sld_jax.losses.kd import LogitTransform, cross_entropy, masked_mean, tempered_kl_and_lse
 from sld_jax.losses.swap import swap_logits
 
 #: The reference's "prediction augmentation" temperatures.
 DEFAULT_TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
 
-#: A teacher-side logit processor: ``(logits [..., C], labels [...]) -> logits [..., C]``.
-LogitTransform = Callable[[jax.Array, jax.Array], jax.Array]
+
+def _sld_terms(
+    student_logits: jax.Array,
+    target_logits: jax.Array,
+    labels: jax.Array,
+    temps: tuple[float, ...],
+    student_swap: bool,
+    stop_gradient_pseudo_teacher: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Per-temperature SLD terms ``[..., K]``, the student's CE ``[...]`` and its argmax.
+
+    The argmax ``[...]`` (first maximal index) is returned when ``student_swap`` computed it,
+    else None.
+
+    The pseudo-teacher term needs no second softmax: ``softmax(swap(s)/T)`` is ``q`` with the
+    entries of the label ``y`` and the argmax ``m`` exchanged, so every other entry of the KL
+    cancels and
+
+        KL(q∘swap ‖ q) = (q_y - q_m)(log q_y - log q_m) = (q_y - q_m)(s_y - s_m) / T,
+
+    which is 0 where ``m == y``. It is an identity in ``s`` (for the locally fixed ``m``), so its
+    gradient is the reference's gradient through the swap; with ``stop_gradient_pseudo_teacher``
+    the factor ``q_y - q_m`` (the target's side) is detached, which gives the detached gradient
+    ``(q - q∘swap) / T``. The CE is ``-log q_y`` at T = 1 when 1 is among the temperatures.
+    """
+    s = _checks.as_float32(student_logits)
+    t = _checks.as_float32(target_logits)
+    temp_arr = jnp.asarray(temps, jnp.float32)
+    picks = labels[..., None]
+    top = None
+    if student_swap:
+        # First maximal index (as jnp.argmax), from the row maximum: an integer min-reduction.
+        row_max = jnp.max(s, axis=-1, keepdims=True)
+        classes = jnp.arange(s.shape[-1], dtype=jnp.int32)
+        top = jax.lax.stop_gradient(jnp.min(jnp.where(s == row_max, classes, s.shape[-1]), axis=-1))
+        picks = jnp.concatenate([picks, top[..., None]], axis=-1)
+    kl, lse, row_max, picked = tempered_kl_and_lse(s, t, temps, picks)
+    terms = kl * jnp.square(temp_arr)
+    s_label = picked[..., :1]
+    if student_swap:
+        s_top = picked[..., 1:]  # == row_max, with the gradient routed to the first argmax
+        inv = jnp.asarray(1.0 / np.asarray(temps, np.float64), jnp.float32)
+        log_q_label = (s_label - row_max) * inv - lse  # [..., K]
+        log_q_top = (s_top - row_max) * inv - lse
+        gap = jnp.exp(log_q_label) - jnp.exp(log_q_top)
+        if stop_gradient_pseudo_teacher:
+            gap = jax.lax.stop_gradient(gap)
+        terms = terms + gap * (s_label - s_top) * temp_arr  # T^2 * (s_y - s_m) / T
+    if 1.0 in temps:
+        k = temps.index(1.0)
+        ce = lse[..., k] - (s_label - row_max)[..., 0]
+    else:
+        ce = cross_entropy(s, labels)
+    return terms, ce, top
+
+
+def _teacher_and_swap_args(
+    teacher_logits, labels, teacher_transform, student_swap, stop_gradient_pseudo_teacher
+):
+    """Validates the static switches; returns ``(teacher target, student_swap, detach)``."""
+    if not isinstance(student_swap, (bool, np.bool_)):
+        raise TypeError(
+            "student_swap must be a Python bool (it is static under jit); pass e.g. "
+            f"student_swap=bool(epoch > gamma), got {type(student_swap).__name__}."
+        )
+    sg = _checks.check_static_bool("stop_gradient_pseudo_teacher", stop_gradient_pseudo_teacher)
+    target = _views.teacher_target(teacher_logits, labels, teacher_transform)
+    return target, bool(student_swap), sg
 
 
 def sld_loss_per_temperature(
@@ -28,26 +95,25 @@ def sld_loss_per_temperature(
     stop_gradient_pseudo_teacher: bool = False,
     teacher_transform: LogitTransform | None = swap_logits,
 ) -> jax.Array:
-    """Like :func:`sld_loss`, but keeps the temperature axis: returns ``[..., K]`` float32."""
+    """Like :func:`sld_loss`, but keeps the temperature axis: returns ``[..., K]`` float32.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> s = jnp.array([[2., 0., 0.]]); t = jnp.array([[0., 3., 0.]])
+      >>> sld_loss_per_temperature(s, t, jnp.array([0]), student_swap=True,
+      ...                          temperatures=(1., 2.)).shape
+      (1, 2)
+    """
     _checks.check_logits("student_logits", student_logits)
     _checks.check_logits("teacher_logits", teacher_logits)
     _checks.check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
     _checks.check_labels(labels, student_logits, "student_logits")
-    if not isinstance(student_swap, bool):
-        raise TypeError(
-            "student_swap must be a Python bool (it is static under jit); pass e.g. "
-            f"student_swap=bool(epoch > gamma), got {type(student_swap).__name__}."
-        )
     temps = _checks.check_temperatures(temperatures)
-    teacher_target = jax.lax.stop_gradient(teacher_logits)
-    if teacher_transform is not None:
-        teacher_target = teacher_transform(teacher_target, labels)
-    terms = multi_temperature_kd(student_logits, teacher_target, temps)
-    if student_swap:
-        pseudo_teacher = swap_logits(student_logits, labels)
-        if stop_gradient_pseudo_teacher:
-            pseudo_teacher = jax.lax.stop_gradient(pseudo_teacher)
-        terms = terms + multi_temperature_kd(student_logits, pseudo_teacher, temps)
+    labels = labels.astype(jnp.int32)
+    target, student_swap, sg = _teacher_and_swap_args(
+        teacher_logits, labels, teacher_transform, student_swap, stop_gradient_pseudo_teacher
+    )
+    terms, _, _ = _sld_terms(student_logits, target, labels, temps, student_swap, sg)
     return terms
 
 
@@ -149,14 +215,16 @@ def sld_objective(
 
     Args:
       student_weak, student_strong: ``[B, C]`` student logits of the weak and strong views.
-      teacher_weak, teacher_strong: ``[B, C]`` teacher logits of the same views.
+      teacher_weak, teacher_strong: ``[B, C]`` teacher logits of the same views. The strong
+        pair may be None (both) for a single-view objective.
       labels: ``[B]`` integer labels.
       student_swap: static bool; mutually exclusive with ``epoch``.
       epoch: static int, counted from 1.
       gamma: static int, the epoch after which the pseudo-teacher term switches on.
       ce_weight, kd_weight: loss weights (reference: 0.1 and 0.9).
       temperatures: static tuple of temperatures.
-      mask: ``[B]`` bool (or 0/1), False for padded examples; means are over real examples.
+      mask: ``[B]`` bool (or 0/1), False for padded examples; means are over real examples, and
+        padded rows are replaced by zeros first (their gradient is exactly 0, a NaN there is harmless).
       stop_gradient_pseudo_teacher: detach the pseudo-teacher.
       teacher_transform: the teacher-side logit processor (see :func:`sld_loss`).
 
@@ -164,42 +232,38 @@ def sld_objective(
       ``(loss, terms)``: the float32 scalar and a dict with ``ce`` (weighted), ``kd`` (weighted),
       ``loss``, ``teacher_swap_fraction`` and ``student_swap_fraction`` (fraction of real examples
       whose weak and strong rows were swapped, over both views).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> s = jnp.array([[2., 0., 0.], [0., 1., 0.]]); t = jnp.array([[0., 3., 0.], [0., 2., 0.]])
+      >>> loss, terms = sld_objective(s, s, t, t, jnp.array([0, 1]), epoch=151, gamma=150)
+      >>> float(terms["teacher_swap_fraction"])
+      0.5
     """
     if (student_swap is None) == (epoch is None):
         raise TypeError("pass exactly one of student_swap= or epoch= (with gamma=) to sld_objective.")
     if student_swap is None:
         student_swap = student_swap_active(epoch, gamma)
-    for name, x in (("student_strong", student_strong), ("teacher_weak", teacher_weak),
-                    ("teacher_strong", teacher_strong)):
-        _checks.check_logits(name, x)
-        _checks.check_same_shape("student_weak", student_weak, name, x)
-    _checks.check_mask(mask, labels.shape)
-    kwargs = dict(
-        temperatures=temperatures,
-        student_swap=student_swap,
-        stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
-        teacher_transform=teacher_transform,
+    views, labels, mask = _views.prepare(
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
     )
-    ce = masked_mean(cross_entropy(student_weak, labels), mask) + masked_mean(
-        cross_entropy(student_strong, labels), mask
-    )
-    kd = masked_mean(sld_loss(student_weak, teacher_weak, labels, **kwargs), mask) + masked_mean(
-        sld_loss(student_strong, teacher_strong, labels, **kwargs), mask
-    )
-    ce = ce_weight * ce
-    kd = kd_weight * kd
-    loss = ce + kd
-
-    def fired(logits):
-        return (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
-
-    terms = {
-        "ce": ce,
-        "kd": kd,
-        "loss": loss,
-        "teacher_swap_fraction": 0.5 * (masked_mean(fired(teacher_weak), mask)
-                                        + masked_mean(fired(teacher_strong), mask)),
-        "student_swap_fraction": 0.5 * (masked_mean(fired(student_weak), mask)
-                                        + masked_mean(fired(student_strong), mask)),
-    }
-    return loss, jax.tree.map(jax.lax.stop_gradient, terms) | {"loss": loss}
+    temps = _checks.check_temperatures(temperatures)
+    ce = jnp.float32(0.0)
+    kd = jnp.float32(0.0)
+    teacher_fired = jnp.float32(0.0)
+    student_fired = jnp.float32(0.0)
+    for student, teacher in views:
+        target, swap_on, sg = _teacher_and_swap_args(
+            teacher, labels, teacher_transform, student_swap, stop_gradient_pseudo_teacher
+        )
+        terms, ce_view, student_top = _sld_terms(student, target, labels, temps, swap_on, sg)
+        ce = ce + masked_mean(ce_view, mask)
+        kd = kd + masked_mean(jnp.sum(terms, axis=-1), mask)
+        if student_top is None:
+            student_top = jnp.argmax(student, -1)
+        teacher_fired = teacher_fired + masked_mean(jnp.argmax(teacher, -1) != labels, mask)
+        student_fired = student_fired + masked_mean(student_top != labels, mask)
+    loss, terms = _views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
+    terms["teacher_swap_fraction"] = jax.lax.stop_gradient(teacher_fired / len(views))
+    terms["student_swap_fraction"] = jax.lax.stop_gradient(student_fired / len(views))
+    return loss, terms

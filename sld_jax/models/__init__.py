@@ -1,0 +1,150 @@
+"""The model zoo: a plain name -> constructor dict and :func:`get_model`.
+
+Every model is a ``flax.linen`` module called as
+``logits, features = model.apply(variables, x, train=..., mask=None, mutable=[...])`` with ``x``
+``[B, H, W, 3]`` (NHWC, normalised), ``logits`` ``[B, num_classes]`` float32 and ``features`` a dict
+holding ``"pooled"`` (the pre-logit embedding ``[B, D]``) and ``"stage{i}"`` / ``"stage{i}_preact"``
+(each stage's output after / before its final ReLU; ``stage0`` is the stem). Variables are
+``{"params", "batch_stats"}``; parameters are float32 whatever the compute ``dtype``.
+
+Submodules are named after the reference PyTorch attribute paths, with an integer component joined
+onto the previous one by ``_`` (torch ``layer1.0.conv1.weight`` -> flax ``layer1_0/conv1/kernel``),
+so reference checkpoints map mechanically (:mod:`sld_jax.models.torch_import`).
+
+``MODEL_INFO[name]`` records the native input ``resolution``, the trainable ``params`` at the
+reference class count (100 for CIFAR, 1000 for ImageNet) and the forward multiply-adds ``macs`` per
+image at that resolution (convolutions and linear layers).
+
+>>> model = get_model("resnet8x4", num_classes=100)
+>>> model.num_classes, MODEL_INFO["resnet8x4"]["params"]
+(100, 1233540)
+>>> get_model("resnet8X4", num_classes=10)
+Traceback (most recent call last):
+...
+ValueError: unknown model 'resnet8X4'; did you mean 'resnet8x4'? ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sld_jax.models.cifar import CIFAR_MODEL_INFO, CIFAR_MODELS
+from sld_jax.models.layers import Linear
+
+__all__ = ["MODELS", "MODEL_INFO", "ModelSummary", "get_model", "count_params", "count_macs", "summarize"]
+
+
+def _imagenet_tables() -> tuple[dict[str, Callable[..., nn.Module]], dict[str, dict[str, Any]]]:
+    try:
+        from sld_jax.models import imagenet as _imagenet
+    except ModuleNotFoundError as e:  # only a missing ImageNet package is tolerated, not a broken one
+        if e.name != "sld_jax.models.imagenet":
+            raise
+        return {}, {}
+    return dict(getattr(_imagenet, "IMAGENET_MODELS", {})), dict(getattr(_imagenet, "IMAGENET_MODEL_INFO", {}))
+
+
+_IMAGENET_MODELS, _IMAGENET_MODEL_INFO = _imagenet_tables()
+
+# name -> constructor called as ctor(num_classes=..., dtype=..., axis_name=...)
+MODELS: dict[str, Callable[..., nn.Module]] = {**CIFAR_MODELS, **_IMAGENET_MODELS}
+# name -> {"resolution": int, "params": int (at 100 / 1000 classes), "macs": multiply-adds per image}
+MODEL_INFO: dict[str, dict[str, Any]] = {**CIFAR_MODEL_INFO, **_IMAGENET_MODEL_INFO}
+
+
+def get_model(name: str, *, num_classes: int, dtype: Any = jnp.float32, axis_name: str | None = None) -> nn.Module:
+    """Build the zoo model ``name``.
+
+    Args:
+      name: a key of :data:`MODELS`, e.g. ``"resnet32x4"``, ``"wrn_40_2"``, ``"imagenet_resnet50"``.
+      num_classes: classifier outputs (positive int).
+      dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``); parameters stay float32 and the
+        logits are float32.
+      axis_name: mapped axis name for cross-replica BatchNorm statistics (inside ``jax.shard_map``), or
+        None for per-device statistics.
+
+    Returns:
+      The unbound ``nn.Module``; call ``init``/``apply`` with ``x`` ``[B, H, W, 3]`` and ``train=``.
+
+    Raises:
+      ValueError: for an unknown name (naming the closest valid ones) or a non-positive ``num_classes``.
+    """
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.0)
+        lowered = [k for k in MODELS if k.lower() == name.lower()]
+        suggestion = (lowered + [c for c in close if c not in lowered])[:3]
+        raise ValueError(
+            f"unknown model {name!r}; did you mean {suggestion[0]!r}? "
+            f"(close: {', '.join(suggestion)}; all names: sld_jax.models.MODELS)"
+        )
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    return MODELS[name](num_classes=num_classes, dtype=dtype, axis_name=axis_name)
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter pytree (``variables["params"]`` or its ``jax.eval_shape``).
+
+    >>> count_params({"a": jnp.zeros((2, 3)), "b": {"c": jnp.zeros(4)}})
+    10
+    """
+    return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+class ModelSummary(NamedTuple):
+    """What :func:`summarize` reports about a model (abstract values: nothing is computed)."""
+
+    logits: jax.ShapeDtypeStruct  # [B, num_classes] float32
+    features: dict[str, jax.ShapeDtypeStruct]  # "pooled", "stage{i}", "stage{i}_preact"
+    variables: dict[str, Any]  # {"params", "batch_stats"} trees of ShapeDtypeStruct
+    params: int  # trainable scalars (the "params" collection)
+    macs: int  # forward multiply-adds per image of the convolutions and linear layers
+
+
+def summarize(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32, 32, 3)) -> ModelSummary:
+    """Shapes, dtypes, parameter count and multiply-adds of ``model`` at ``input_shape``, without computing.
+
+    Traces ``model.init_with_output`` abstractly (``jax.eval_shape``: nothing is allocated). Multiply-adds
+    count, for each convolution, ``H_out * W_out * kh * kw * C_in / groups * C_out`` and, for each linear
+    layer, ``in * out`` (the usual convention; BatchNorm, pooling and element-wise work are not counted).
+
+    Args:
+      model: a zoo model (any module called as ``(x, train=...)`` returning ``(logits, features)``).
+      input_shape: ``[B, H, W, 3]`` of the traced float32 input; ``macs`` is per image (divided by ``B``).
+
+    Returns:
+      A :class:`ModelSummary`.
+
+    >>> s = summarize(get_model("resnet8", num_classes=10))
+    >>> s.params, s.macs, s.logits.shape, s.features["pooled"].shape
+    (78042, 12501632, (1, 10), (1, 64))
+    """
+    total = [0]
+
+    def count(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        module = context.module
+        if context.method_name == "__call__" and isinstance(module, (nn.Conv, nn.Dense, Linear)):
+            kernel = module.variables["params"]["kernel"].shape
+            total[0] += math.prod(out.shape[:-1]) * math.prod(kernel)
+        return out
+
+    def init(x):
+        with nn.intercept_methods(count):
+            return model.init_with_output(jax.random.key(0), x, train=False)
+
+    (logits, features), variables = jax.eval_shape(init, jax.ShapeDtypeStruct(input_shape, jnp.float32))
+    variables = {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+    params = count_params(variables["params"])
+    return ModelSummary(logits, dict(features), variables, params, total[0] // input_shape[0])
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32, 32, 3)) -> int:
+    """Forward multiply-adds per image of the convolutions and linear layers (see :func:`summarize`)."""
+    return summarize(model, input_shape).macs

@@ -149,9 +149,9 @@ def _baseline_objective(method, loss_cfg, ce_w, kd_w, temps, transform, two_view
         if two_views:
             sw, ss = student_logits
             tw, ts = teacher_logits
-        else:
+        else:  # single view: the baselines take None for the strong view
             (sw,), (tw,) = student_logits, teacher_logits
-            ss, ts = sw, tw
+            ss, ts = None, None
         kwargs = dict(hyper, mask=mask, ce_weight=ce_w)
         if base == "dkd":
             kwargs["epoch"] = epoch
@@ -160,7 +160,7 @@ def _baseline_objective(method, loss_cfg, ce_w, kd_w, temps, transform, two_view
         loss, terms = baseline(sw, ss, tw, ts, labels, **kwargs)
         if with_sld and student_swap:
             pseudo = 0.0
-            for s in ((sw, ss) if two_views else (sw,)):
+            for s in (sw, ss) if two_views else (sw,):
                 # KL(sg(s) || s) is exactly 0 with a zero gradient: only the pseudo-teacher term remains.
                 pseudo = pseudo + losses.masked_mean(
                     losses.sld_loss(s, s, labels, temperatures=temps, student_swap=True,

@@ -1,0 +1,189 @@
+"""Train-step benchmark: the full resnet32x4 -> resnet8x4 SLD step, sld_jax against the reference.
+
+``python -m sld_jax.bench step [--batch-sizes 64,256] [--dtypes float32] [--student-swap on|off|both]
+[--min-time 2.0] [--no-torch] [--peak-tflops X]``
+
+sld_jax side: one compiled ``sld_jax.train.step`` call (on-device weak+strong augmentation, teacher
+inference on both views, two student train-mode passes, the SLD objective, the PyTorch-SGD update)
+on CIFAR-shaped random uint8 images, over all local devices. PyTorch side (when installed): a
+transcription of the reference step on the same shapes — teacher eval forward on both views under
+``no_grad``, student forward on each view, the authors' SLD objective, ``backward`` and
+``torch.optim.SGD``; its inputs are pre-augmented tensors (the reference augments in DataLoader
+workers), so the comparison favours PyTorch. Figures are images/s (one image = one example with its
+two views); the table names the machine. With a GPU it also prints the fraction of peak, counting
+the step as teacher forward on 2 views plus student forward+backward (3x forward) on 2 views:
+FLOPs per example = 2 x (2 x teacher MACs + 2 x 3 x student MACs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from typing import Callable
+
+import numpy as np
+
+from sld_jax.bench.common import machine_description, time_fn
+
+TEACHER, STUDENT = "resnet32x4", "resnet8x4"
+# Forward multiply-adds per 32x32 image (the model issue's figures).
+MACS = {"resnet32x4": 1083.0e6, "resnet8x4": 177.1e6}
+CIFAR_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR_STD = (0.2675, 0.2565, 0.2761)
+
+
+def step_flops_per_image() -> float:
+    """Training FLOPs of one example: teacher fwd on 2 views + student fwd+bwd on 2 views."""
+    return 2.0 * (2 * MACS[TEACHER] + 2 * 3 * MACS[STUDENT])
+
+
+def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -> Callable[[], object]:
+    """A zero-argument callable running one compiled sld_jax train step (blocking)."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from sld_jax import models
+    from sld_jax.data import pipeline
+    from sld_jax.train import objectives, schedule
+    from sld_jax.train.state import create_train_state, pytorch_sgd
+    from sld_jax.train.step import StepConfig, compile_train_step, make_mesh
+
+    mesh = make_mesh(jax.local_devices())
+    if batch % mesh.size:
+        raise ValueError(f"batch {batch} must be divisible by the {mesh.size} devices.")
+    compute = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
+    student = models.get_model(STUDENT, num_classes=100, dtype=compute)
+    teacher = models.get_model(TEACHER, num_classes=100, dtype=compute)
+    x = jnp.zeros((1, 32, 32, 3))
+    teacher_vars = jax.jit(functools.partial(teacher.init, train=False))(jax.random.PRNGKey(1), x)
+    variables = jax.jit(functools.partial(student.init, train=False))(jax.random.PRNGKey(0), x)
+    spe = schedule.steps_per_epoch(50_000, batch)
+    tx = pytorch_sgd(schedule.lr_schedule(0.025, (150, 180, 210), spe), weight_decay=5e-4)
+    loss_cfg = ml_collections.ConfigDict(dict(ce_weight=0.1, kd_weight=0.9,
+                                              temperatures=(1., 2., 3., 4., 5., 6.), gamma=150))
+    objective = objectives.get_objective("sld", loss_cfg)
+    cfg = StepConfig(student=student, teacher=teacher,
+                     objective=objectives.objective_with_diagnostics(objective), tx=tx,
+                     two_views=True, student_swap=student_swap, steps_per_epoch=spe,
+                     mean=CIFAR_MEAN, std=CIFAR_STD, crop_padding=4)
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(create_train_state(variables, tx), replicated)
+    teacher_vars = jax.device_put(teacher_vars, replicated)
+    rng = np.random.default_rng(0)
+    host = {"image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
+            "label": rng.integers(0, 100, batch).astype(np.int32),
+            "mask": np.ones(batch, bool), "index": np.arange(batch, dtype=np.int32)}
+    device_batch = pipeline.to_global(host, mesh, batch)
+    key = jax.device_put(jax.random.PRNGKey(0), replicated)
+    step = compile_train_step(cfg, mesh)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], teacher_vars, device_batch, key)
+        jax.block_until_ready(metrics)
+
+    return run
+
+
+def torch_step(batch: int, *, student_swap: bool = True, device: str = "cpu") -> Callable[[], object]:
+    """The reference training step transcribed to PyTorch (pre-augmented inputs)."""
+    import torch
+
+    from sld_jax.bench._torch_twins import build_torch_model
+    from sld_jax.bench.loss import torch_reference_objective
+
+    student = build_torch_model(STUDENT, 100).to(device).train()
+    teacher = build_torch_model(TEACHER, 100).to(device).eval()
+    opt = torch.optim.SGD(student.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4)
+    objective = torch_reference_objective(student_swap)
+    gen = torch.Generator().manual_seed(0)
+    weak = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+    strong = torch.randn(batch, 3, 32, 32, generator=gen).to(device)
+    labels = torch.randint(0, 100, (batch,), generator=gen).to(device)
+
+    def run():
+        s_weak = student(weak)
+        s_strong = student(strong)
+        with torch.no_grad():
+            t_weak = teacher(weak)
+            t_strong = teacher(strong)
+        loss = objective(s_weak, s_strong, t_weak, t_strong, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sld_jax.bench step",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="64,256")
+    parser.add_argument("--dtypes", default="float32", help="comma list: float32,bfloat16")
+    parser.add_argument("--student-swap", choices=("on", "off", "both"), default="on")
+    parser.add_argument("--min-time", type=float, default=2.0)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="accelerator peak (TFLOP/s) for the fraction-of-peak column; known "
+                             "GPUs (H100/H200/A100) are looked up per dtype")
+    parser.add_argument("--torch-device", default=None, help="cpu or cuda (default: cuda if available)")
+    args = parser.parse_args(argv)
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    dtypes = args.dtypes.split(",")
+    swaps = {"on": [True], "off": [False], "both": [False, True]}[args.student_swap]
+    from sld_jax.bench._torch_twins import torch_available
+
+    use_torch = not args.no_torch and torch_available()
+    torch_device = args.torch_device
+    if use_torch and torch_device is None:
+        import torch
+
+        torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+    import jax
+
+    from sld_jax.bench.models import PEAK_TFLOPS
+
+    kind = jax.devices()[0].device_kind
+    peaks = next((v for k, v in PEAK_TFLOPS.items() if k in kind), None)
+
+    def peak_for(dtype):
+        return args.peak_tflops or (peaks or {}).get(dtype)
+
+    show_peak = bool(args.peak_tflops or peaks)
+    print(f"machine: {machine_description()}")
+    if use_torch:
+        print(f"PyTorch reference on {torch_device}")
+    try:
+        print("load average %.2f %.2f %.2f" % os.getloadavg())
+    except OSError:
+        pass
+    flops = step_flops_per_image()
+    header = "| batch | dtype | student swap | sld_jax ms/step | sld_jax img/s | TFLOP/s |"
+    header += " fraction of peak |" if show_peak else ""
+    header += " PyTorch ms/step | PyTorch img/s | speed-up |" if use_torch else ""
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for batch in batches:
+        for dtype in dtypes:
+            for swap in swaps:
+                seconds = time_fn(jax_step(batch, dtype=dtype, student_swap=swap), warmup=2,
+                                  min_time=args.min_time, min_iters=3)
+                tflops = batch * flops / seconds / 1e12
+                row = (f"| {batch} | {dtype} | {'on' if swap else 'off'} | {1e3 * seconds:.1f} | "
+                       f"{batch / seconds:.1f} | {tflops:.3f} |")
+                if show_peak:
+                    row += f" {tflops / peak_for(dtype):.1%} |" if peak_for(dtype) else " - |"
+                if use_torch:
+                    if dtype == "float32":
+                        ref = time_fn(torch_step(batch, student_swap=swap, device=torch_device), warmup=1,
+                                      min_time=args.min_time, min_iters=3)
+                        row += f" {1e3 * ref:.1f} | {batch / ref:.1f} | {ref / seconds:.2f}x |"
+                    else:
+                        row += " - | - | - |"
+                print(row, flush=True)
+    return 0

@@ -1,0 +1,127 @@
+"""MobileNetV2 for CIFAR as in the KD literature (``MobileNetV2`` = mdistiller's ``mobile_half``).
+
+Width multiplier 0.5 and expansion 6: a stride-2 3x3 stem of 16 channels, seven stages of inverted
+residual blocks (1x1 expand - 3x3 depthwise - 1x1 project, each with BN, ReLU after the first two;
+the expansion conv is present even where the expansion ratio is 1), a 1x1 conv to 1280 channels, a
+global average pool and a linear classifier. ReLU, not ReLU6, as the reference.
+
+Submodules follow the PyTorch names: ``conv1_0`` (conv) / ``conv1_1`` (BN), ``blocks_{s}_{i}/conv_{0,1,3,4,6,7}``
+(convs at 0, 3, 6 and BatchNorms at 1, 4, 7), ``conv2_0`` / ``conv2_1``, ``classifier_0``.
+Initialisation as the reference: conv weights normal with std ``sqrt(2 / (k*k*out))``, BatchNorm 1 / 0,
+classifier weight normal(0, 0.01) and bias 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+
+Array = jax.Array
+
+__all__ = ["InvertedResidual", "MobileNetV2Cifar", "mobilenetv2_half"]
+
+# (expansion, channels, blocks, first stride) of each stage at width 1; "T" is the expansion field.
+_SETTING = (
+    (1, 16, 1, 1), ("T", 24, 2, 1), ("T", 32, 3, 2), ("T", 64, 4, 2), ("T", 96, 3, 1), ("T", 160, 3, 2), ("T", 320, 1, 1),
+)
+
+
+class InvertedResidual(nn.Module):
+    """Expand (1x1) - depthwise (3x3, stride) - project (1x1) with BN; residual when shapes match.
+
+    ``[B, H, W, inp]`` -> ``[B, H/stride, W/stride, oup]`` in ``dtype``.
+    """
+
+    inp: int
+    oup: int
+    stride: int
+    expand_ratio: int
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
+        """Apply the block."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        hidden = self.inp * self.expand_ratio
+        y = conv2d(hidden, 1, dtype=self.dtype, name="conv_0")(x)
+        y = nn.relu(bn(name="conv_1")(y, train=train, mask=mask))
+        y = conv2d(hidden, 3, stride=self.stride, padding=1, groups=hidden, dtype=self.dtype, name="conv_3")(y)
+        y = nn.relu(bn(name="conv_4")(y, train=train, mask=mask))
+        y = conv2d(self.oup, 1, dtype=self.dtype, name="conv_6")(y)
+        y = bn(name="conv_7")(y, train=train, mask=mask)
+        if self.stride == 1 and self.inp == self.oup:
+            return x + y
+        return y
+
+
+class MobileNetV2Cifar(nn.Module):
+    """CIFAR MobileNetV2. Call ``(x, *, train, mask=None) -> (logits, features)``.
+
+    * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 16 works (the pool is a
+      global mean, equal to the reference's ``AvgPool2d(2, ceil_mode=True)`` at 32x32).
+    * ``logits``: ``[B, num_classes]`` float32.
+    * ``features`` (compute dtype): ``stage0`` (stem after ReLU), ``stage1`` .. ``stage4`` (after
+      stages 1, 2, 4 and 6, as the reference's ``feats``; the reference exposes no pre-activations)
+      and ``pooled`` ``[B, 1280]``.
+
+    Attributes:
+      expansion: expansion ratio ``T`` of stages 1..6 (6).
+      width_mult: channel multiplier (0.5).
+      num_classes: classifier outputs.
+      dtype: compute dtype (parameters are float32).
+      axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+    """
+
+    expansion: int = 6
+    width_mult: float = 0.5
+    num_classes: int = 100
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Forward pass; see the class docstring for shapes."""
+        check_images(x, type(self).__name__)
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        feats: dict[str, Array] = {}
+        x = x.astype(self.dtype)
+        cin = int(32 * self.width_mult)
+        x = conv2d(cin, 3, stride=2, padding=1, dtype=self.dtype, name="conv1_0")(x)
+        x = nn.relu(bn(name="conv1_1")(x, train=train, mask=mask))
+        feats["stage0"] = x
+        exposed = {1: "stage1", 2: "stage2", 4: "stage3", 6: "stage4"}
+        for s, (t, c, n, stride) in enumerate(_SETTING):
+            t = self.expansion if t == "T" else t
+            cout = int(c * self.width_mult)
+            for i in range(n):
+                x = InvertedResidual(
+                    cin, cout, stride if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name,
+                    name=f"blocks_{s}_{i}",
+                )(x, train=train, mask=mask)
+                cin = cout
+            if s in exposed:
+                feats[exposed[s]] = x
+        last = int(1280 * self.width_mult) if self.width_mult > 1.0 else 1280
+        x = conv2d(last, 1, dtype=self.dtype, name="conv2_0")(x)
+        x = nn.relu(bn(name="conv2_1")(x, train=train, mask=mask))
+        pooled = global_mean_pool(x)
+        feats["pooled"] = pooled
+        logits = Linear(
+            self.num_classes,
+            dtype=self.dtype,
+            kernel_init=nn.initializers.normal(0.01),
+            bias_init=nn.initializers.zeros,
+            name="classifier_0",
+        )(pooled)
+        return logits.astype(jnp.float32), feats
+
+
+# The KD literature's CIFAR "MobileNetV2": expansion 6, half width.
+mobilenetv2_half = functools.partial(MobileNetV2Cifar, 6, 0.5)

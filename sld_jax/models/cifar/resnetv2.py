@@ -1,0 +1,136 @@
+"""ResNet18 / ResNet50 for CIFAR (the KD literature's ``ResNet18``/``ResNet50``; mdistiller's ``resnetv2.py``).
+
+A 3x3 stride-1 stem (64 channels, no max-pool), four stages of 64/128/256/512 planes (strides 1, 2,
+2, 2), post-activation basic or bottleneck blocks with a 1x1-conv + BN ``shortcut`` where the shape
+changes, global average pool and a linear classifier named ``linear``.
+
+Submodules follow the PyTorch names: ``conv1``, ``bn1``, ``layer{s}_{i}/{conv1,bn1,conv2,bn2[,conv3,bn3]}``,
+``layer{s}_{i}/shortcut_0`` (conv), ``layer{s}_{i}/shortcut_1`` (BN), ``linear``. Initialisation as the
+reference: convolutions kaiming-normal (fan_out, ReLU gain), BatchNorm 1 / 0, ``linear`` PyTorch's
+``nn.Linear`` default (the reference's ``zero_init_residual`` is off).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+
+Array = jax.Array
+
+__all__ = ["ShortcutBasicBlock", "ShortcutBottleneck", "ResNetV2", "ResNet18", "ResNet34", "ResNet50"]
+
+
+class ShortcutBasicBlock(nn.Module):
+    """Basic block with a ``shortcut_{0,1}`` projection; returns ``(relu(sum), sum)``, ``[B, H', W', planes]``."""
+
+    planes: int
+    stride: int = 1
+    project: bool = False
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
+        """Apply the block; returns ``(output, preact)`` in ``dtype``."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
+        y = conv2d(self.planes, 3, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = bn(name="bn2")(y, train=train, mask=mask)
+        if self.project:
+            x = conv2d(self.planes, 1, stride=self.stride, dtype=self.dtype, name="shortcut_0")(x)
+            x = bn(name="shortcut_1")(x, train=train, mask=mask)
+        preact = y + x
+        return nn.relu(preact), preact
+
+
+class ShortcutBottleneck(nn.Module):
+    """Bottleneck with a ``shortcut_{0,1}`` projection; returns ``(relu(sum), sum)``, ``[B, H', W', 4 planes]``."""
+
+    planes: int
+    stride: int = 1
+    project: bool = False
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
+        """Apply the block; returns ``(output, preact)`` in ``dtype``."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        out = self.planes * self.expansion
+        y = conv2d(self.planes, 1, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
+        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
+        y = conv2d(out, 1, dtype=self.dtype, name="conv3")(y)
+        y = bn(name="bn3")(y, train=train, mask=mask)
+        if self.project:
+            x = conv2d(out, 1, stride=self.stride, dtype=self.dtype, name="shortcut_0")(x)
+            x = bn(name="shortcut_1")(x, train=train, mask=mask)
+        preact = y + x
+        return nn.relu(preact), preact
+
+
+class ResNetV2(nn.Module):
+    """CIFAR ResNet18/34/50: 3x3 stem, four stages (64..512 planes, strides 1, 2, 2, 2), mean pool, linear.
+
+    Call ``(x, *, train, mask=None) -> (logits, features)``:
+
+    * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 8 works (the pool is
+      the reference's ``AdaptiveAvgPool2d(1)``).
+    * ``logits``: ``[B, num_classes]`` float32.
+    * ``features`` (compute dtype): ``stage0`` (= ``stage0_preact``, the stem after ReLU),
+      ``stage{1..4}`` / ``stage{1..4}_preact`` and ``pooled`` ``[B, 512 * expansion]``.
+
+    Attributes:
+      block: ``ShortcutBasicBlock`` or ``ShortcutBottleneck``.
+      stage_sizes: blocks per stage, e.g. ``(3, 4, 6, 3)``.
+      num_classes: classifier outputs.
+      dtype: compute dtype (parameters are float32).
+      axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+    """
+
+    block: type
+    stage_sizes: Sequence[int]
+    num_classes: int = 100
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Forward pass; see the class docstring for shapes."""
+        check_images(x, type(self).__name__)
+        feats: dict[str, Array] = {}
+        x = x.astype(self.dtype)
+        x = conv2d(64, 3, padding=1, dtype=self.dtype, name="conv1")(x)
+        x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
+        feats["stage0"] = feats["stage0_preact"] = x
+        cin = 64
+        for s, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), self.stage_sizes, (1, 2, 2, 2)), start=1):
+            for i in range(n):
+                st = stride if i == 0 else 1
+                project = st != 1 or cin != planes * self.block.expansion
+                x, preact = self.block(
+                    planes, st, project, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{s}_{i}"
+                )(x, train=train, mask=mask)
+                cin = planes * self.block.expansion
+            feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
+        pooled = global_mean_pool(x)
+        feats["pooled"] = pooled
+        logits = Linear(self.num_classes, dtype=self.dtype, name="linear")(pooled)
+        return logits.astype(jnp.float32), feats
+
+
+ResNet18 = functools.partial(ResNetV2, ShortcutBasicBlock, (2, 2, 2, 2))
+ResNet34 = functools.partial(ResNetV2, ShortcutBasicBlock, (3, 4, 6, 3))
+ResNet50 = functools.partial(ResNetV2, ShortcutBottleneck, (3, 4, 6, 3))

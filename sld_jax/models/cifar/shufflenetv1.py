@@ -1,0 +1,146 @@
+"""ShuffleNetV1 for CIFAR (``ShuffleV1``; mdistiller's ``ShuffleNetv1.py``, 3 groups, 240/480/960 channels).
+
+A 1x1 stem of 24 channels, three stages of 4/8/4 bottlenecks (grouped 1x1 - channel shuffle -
+depthwise 3x3 - grouped 1x1, each with BN). A stage's first block has stride 2 and concatenates a
+3x3 average-pooled shortcut (``count_include_pad``, as PyTorch's default); the others add it. Global
+average pool and a linear classifier named ``linear``.
+
+Submodules follow the PyTorch names: ``conv1``, ``bn1``, ``layer{s}_{i}/{conv1,bn1,conv2,bn2,conv3,bn3}``,
+``linear``. Initialisation as the reference, which sets none: PyTorch's defaults (conv and linear
+weights uniform in ``+-1/sqrt(fan_in)``, linear bias likewise, BatchNorm 1 / 0).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sld_jax.models.layers import (
+    BatchNorm,
+    Linear,
+    check_images,
+    conv2d,
+    global_mean_pool,
+    torch_default_kernel_init,
+)
+
+Array = jax.Array
+
+__all__ = ["channel_shuffle", "ShuffleV1Bottleneck", "ShuffleNetV1", "shufflenet_v1"]
+
+
+def channel_shuffle(x: Array, groups: int) -> Array:
+    """ShuffleNet channel shuffle of NHWC ``x`` ``[B, H, W, C]`` (``C`` divisible by ``groups``).
+
+    Channel ``i * (C // groups) + j`` moves to position ``j * groups + i``, as the reference's NCHW
+    ``reshape(N, g, C/g, H, W).permute(0, 2, 1, 3, 4)``.
+
+    >>> channel_shuffle(jnp.arange(6.0).reshape(1, 1, 1, 6), 2)[0, 0, 0].tolist()
+    [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    """
+    b, h, w, c = x.shape
+    return x.reshape(b, h, w, groups, c // groups).swapaxes(-1, -2).reshape(b, h, w, c)
+
+
+def avg_pool_3x3_s2_include_pad(x: Array) -> Array:
+    """``AvgPool2d(3, stride=2, padding=1)`` with PyTorch's ``count_include_pad=True`` (always divides by 9)."""
+    summed = jax.lax.reduce_window(
+        x, jnp.zeros((), x.dtype), jax.lax.add, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+    )
+    return summed / jnp.asarray(9, x.dtype)
+
+
+class ShuffleV1Bottleneck(nn.Module):
+    """ShuffleNetV1 unit; ``[B, H, W, in_planes]`` -> ``[B, H/stride, W/stride, out_planes (+ in_planes)]``.
+
+    With ``stride == 2`` the branch output (``out_planes`` channels) is concatenated with the pooled
+    input; otherwise added. Returns ``(relu(preact), preact)``.
+    """
+
+    in_planes: int
+    out_planes: int
+    stride: int
+    groups: int
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
+        """Apply the unit; returns ``(output, preact)`` in ``dtype``."""
+        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=torch_default_kernel_init)
+        mid = int(self.out_planes / 4)
+        g = 1 if self.in_planes == 24 else self.groups
+        y = conv(mid, 1, groups=g, name="conv1")(x)
+        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
+        y = channel_shuffle(y, g)
+        y = conv(mid, 3, stride=self.stride, padding=1, groups=mid, name="conv2")(y)
+        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
+        y = conv(self.out_planes, 1, groups=self.groups, name="conv3")(y)
+        y = bn(name="bn3")(y, train=train, mask=mask)
+        if self.stride == 2:
+            preact = jnp.concatenate([y, avg_pool_3x3_s2_include_pad(x)], axis=-1)
+        else:
+            preact = y + x
+        return nn.relu(preact), preact
+
+
+class ShuffleNetV1(nn.Module):
+    """CIFAR ShuffleNetV1. Call ``(x, *, train, mask=None) -> (logits, features)``.
+
+    * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 8 works (the pool is a
+      global mean, equal to the reference's ``avg_pool2d(x, 4)`` at 32x32).
+    * ``logits``: ``[B, num_classes]`` float32.
+    * ``features`` (compute dtype): ``stage0`` (= ``stage0_preact``, stem after ReLU),
+      ``stage{1,2,3}`` / ``stage{1,2,3}_preact`` and ``pooled`` ``[B, out_planes[-1]]``.
+
+    Attributes:
+      out_planes: channels of the three stages.
+      num_blocks: units per stage.
+      groups: groups of the 1x1 convolutions.
+      num_classes: classifier outputs.
+      dtype: compute dtype (parameters are float32).
+      axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+    """
+
+    out_planes: Sequence[int] = (240, 480, 960)
+    num_blocks: Sequence[int] = (4, 8, 4)
+    groups: int = 3
+    num_classes: int = 100
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Forward pass; see the class docstring for shapes."""
+        check_images(x, type(self).__name__)
+        feats: dict[str, Array] = {}
+        x = x.astype(self.dtype)
+        x = conv2d(24, 1, dtype=self.dtype, kernel_init=torch_default_kernel_init, name="conv1")(x)
+        x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
+        feats["stage0"] = feats["stage0_preact"] = x
+        cin = 24
+        for s, (planes, n) in enumerate(zip(self.out_planes, self.num_blocks), start=1):
+            for i in range(n):
+                x, preact = ShuffleV1Bottleneck(
+                    cin,
+                    planes - cin if i == 0 else planes,
+                    2 if i == 0 else 1,
+                    self.groups,
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    name=f"layer{s}_{i}",
+                )(x, train=train, mask=mask)
+                cin = planes
+            feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
+        pooled = global_mean_pool(x)
+        feats["pooled"] = pooled
+        logits = Linear(self.num_classes, dtype=self.dtype, name="linear")(pooled)
+        return logits.astype(jnp.float32), feats
+
+
+shufflenet_v1 = functools.partial(ShuffleNetV1, (240, 480, 960), (4, 8, 4), 3)
