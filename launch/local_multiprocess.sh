@@ -26,13 +26,25 @@ for ((i = 0; i < NUM_PROCESSES; i++)); do
     --num_processes="${NUM_PROCESSES}" --process_id="${i}" > "$LOG_DIR/process_${i}.log" 2>&1 &
   pids+=($!)
 done
-trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
+# SIGINT/SIGTERM to this script go to every process: sld-train finishes its step, all processes
+# save a checkpoint together, and each exits 0 (rerun the same command to resume).
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' INT TERM
+# Wait for every process. If one fails, kill the others: they cannot finish (or save) without it
+# and would otherwise wait at the next collective until the distributed runtime times out.
 status=0
-for i in "${!pids[@]}"; do
-  if ! wait "${pids[$i]}"; then
-    echo "process $i failed; see $LOG_DIR/process_${i}.log" >&2
-    status=1
-  fi
+codes=()  # exit code of process i, once it has ended
+while [ ${#codes[@]} -lt ${#pids[@]} ]; do
+  for i in "${!pids[@]}"; do
+    if [ -n "${codes[$i]:-}" ] || kill -0 "${pids[$i]}" 2>/dev/null; then continue; fi
+    rc=0; wait "${pids[$i]}" || rc=$?
+    codes[$i]=$rc
+    if [ "$rc" -ne 0 ] && [ "$status" -eq 0 ]; then
+      echo "process $i exited with status $rc; see $LOG_DIR/process_${i}.log" >&2
+      status=1
+      kill -KILL "${pids[@]}" 2>/dev/null || true
+    fi
+  done
+  sleep 0.2 || true
 done
 cat "$LOG_DIR/process_0.log"
 exit $status

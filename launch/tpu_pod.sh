@@ -4,7 +4,7 @@
 #
 # Usage: launch/tpu_pod.sh NAME [sld-train args...]
 #   e.g. ZONE=us-central2-b ACCELERATOR=v4-32 launch/tpu_pod.sh sld-pod \
-#          --config configs/imagenet/sld/r34_r18.py --workdir gs://my-bucket/runs/r34_r18
+#          --config configs/imagenet/sld/r34_r18.py --workdir /mnt/shared/runs/r34_r18
 # Environment (all optional except a configured gcloud project):
 #   ZONE          TPU zone (default us-central2-b)
 #   ACCELERATOR   slice type, e.g. v4-8, v4-32, v5litepod-16 (default v4-32)
@@ -14,7 +14,8 @@
 #   RESULTS       local directory for copied-back results (default ./results/NAME)
 #   DELETE=1      delete the slice at the end
 # On a TPU pod, jax.distributed.initialize() detects the workers itself (--distributed).
-# Use a gs:// workdir (or a shared file system) so that every worker writes the same checkpoints.
+# The workdir must be on a file system mounted at the same path on every worker (e.g. Filestore
+# over NFS): all workers write each checkpoint together. gs:// workdirs are not supported yet.
 set -euo pipefail
 NAME=${1:?usage: launch/tpu_pod.sh NAME [sld-train args...]}; shift
 ZONE=${ZONE:-us-central2-b}
@@ -48,7 +49,7 @@ quoted=$(printf '%q ' "$@")
 "${ssh_all[@]}" --command="cd ~/sld_jax && . ~/venv/bin/activate && sld-train --distributed $quoted"
 
 mkdir -p "$RESULTS"
-# Worker 0 writes logs, summaries and plots; copy its workdirs back (gs:// workdirs are already shared).
+# Worker 0 writes logs, summaries and plots; copy back the default workdirs/ (if used) from it.
 gcloud compute tpus tpu-vm scp --recurse "$NAME":~/sld_jax/workdirs "$RESULTS" --zone="$ZONE" --worker=0 || true
 [ "${DELETE:-0}" = 1 ] && gcloud compute tpus tpu-vm delete "$NAME" --zone="$ZONE" --quiet
 echo "results in $RESULTS"

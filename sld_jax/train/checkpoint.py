@@ -136,6 +136,21 @@ class Checkpointer:
         self._best.close()
 
 
+def _item_handlers() -> dict:
+    return {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
+
+
+def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
+    """Abstract arrays of the saved state on this process's first device.
+
+    Restoring into this target works whatever topology saved the checkpoint (another device
+    count, several processes, a pod); without a target orbax refuses such a checkpoint.
+    """
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    saved = manager.item_metadata(step)["state"]
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
+
+
 def load_run_variables(workdir: str, *, which: str = "best") -> tuple[dict, dict]:
     """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
 
@@ -151,17 +166,22 @@ def load_run_variables(workdir: str, *, which: str = "best") -> tuple[dict, dict
         directory = os.path.join(os.path.abspath(workdir), sub)
         if not os.path.isdir(directory):
             continue
-        with ocp.CheckpointManager(directory, options=_options(None)) as manager:
+        # No clean-up: a reader must not delete the temporary directory of a save in progress
+        # (e.g. sld-eval or a student reading the workdir of a teacher that is still training).
+        reader = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False)
+        with ocp.CheckpointManager(directory, options=reader,
+                                   item_handlers=_item_handlers()) as manager:
             steps = sorted(manager.all_steps())
             for step in reversed(steps):
                 try:
                     restored = manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+                        state=ocp.args.StandardRestore(_host_target(manager, step)),
+                        metadata=ocp.args.JsonRestore()))
                 except Exception as e:
                     warnings.warn(f"checkpoint {step} in {directory} is unreadable ({e}); trying the previous one.",
                                   RuntimeWarning)
                     continue
-                state = restored["state"]
+                state = jax.device_get(restored["state"])
                 variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
                 return variables, dict(restored["metadata"])
     raise CheckpointError(

@@ -175,6 +175,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if restored is not None:
         state, meta = restored
         log.info("resumed from step %d in %s", int(state.step), workdir)
+        _forget_metrics_after(workdir, int(state.step))
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -266,6 +267,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return {"history": history, "best": best, "last": history[-1] if history else None,
             "preempted": preempted, "workdir": workdir, "state": state,
             "compiled_variants": {k: fn._cache_size() for k, fn in compiled.items()}}
+
+
+def _forget_metrics_after(workdir: str, step: int) -> None:
+    """Drops ``metrics.jsonl`` lines newer than the restored checkpoint (and torn lines).
+
+    A run killed between writing an epoch's metrics and saving its checkpoint repeats that epoch
+    on resume; without this its line would appear twice.
+    """
+    path = os.path.join(workdir, "metrics.jsonl")
+    if jax.process_index() != 0 or not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    if len(keep) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
 
 
 def _check_finite(pending, config, checkpointer) -> None:
