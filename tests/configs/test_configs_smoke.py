@@ -1,4 +1,4 @@
-"""A paper config runs two steps end to end on mock CIFAR-100 data.
+"""A paper config runs two steps end to end on CIFAR-100-shaped data.
 
 The config files are loaded as they are and shrunk the big_vision ``runlocal`` way (tiny model and
 teacher, a few examples, two steps), so the dataset path, the method's objective, the teacher
@@ -14,8 +14,6 @@ import pytest
 
 from sld_jax.data import sources
 from sld_jax.train import loop
-
-tfds = pytest.importorskip("tensorflow_datasets")
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
@@ -46,15 +44,22 @@ def shrink(config, *, teacher_dir=None, data_dir):
 
 @pytest.fixture(scope="module")
 def mock_cifar():
-    """Serves mock CIFAR-100 through the real loader; the mock is active only while loading."""
-    real = sources.load_in_memory
+    """Serves a small random CIFAR-100-shaped split in place of the TFDS one.
 
-    def load_mocked(*args, **kwargs):
-        with tfds.testing.mock_data(num_examples=16):
-            return real(*args, **kwargs)
+    (The TFDS cifar100 loading path itself runs under ``tfds.testing.mock_data`` in tests/data.)
+    """
+    spec = sources.get_spec("cifar100")
+    rng = np.random.default_rng(0)
+
+    def fake_load(name, split, **kwargs):
+        assert name == "cifar100", name
+        n = 16
+        return sources.InMemorySplit(
+            images=rng.integers(0, 256, (n, spec.image_size, spec.image_size, 3), dtype=np.uint8),
+            labels=rng.integers(0, spec.num_classes, n).astype(np.int32), spec=spec, split=split)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sources, "load_in_memory", load_mocked)
+        mp.setattr(sources, "load_in_memory", fake_load)
         yield
 
 
