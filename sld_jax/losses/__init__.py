@@ -14,12 +14,13 @@ and every teacher-side logit processor (:mod:`sld_jax.losses.processing`) plugs 
 from sld_jax.losses.dkd import dkd_loss
 from sld_jax.losses.dkd import dkd_objective
 from sld_jax.losses.dkd import dkd_warmup_factor
-from sld_jax.losses.kd import cross_entropy
 from sld_jax.losses.kd import kd_loss
 from sld_jax.losses.kd import kd_objective
-from sld_jax.losses.kd import kl_divergence_from_logits
-from sld_jax.losses.kd import masked_mean
-from sld_jax.losses.kd import multi_temperature_kd
+from sld_jax.losses.kernels import cross_entropy
+from sld_jax.losses.kernels import kl_divergence_from_logits
+from sld_jax.losses.kernels import masked_mean
+from sld_jax.losses.kernels import multi_temperature_kd
+from sld_jax.losses.kernels import standardize_logits
 from sld_jax.losses.mlkd import MLKD_TEMPERATURES
 from sld_jax.losses.mlkd import batch_alignment_loss
 from sld_jax.losses.mlkd import class_alignment_loss
@@ -40,7 +41,6 @@ from sld_jax.losses.sld import sld_loss
 from sld_jax.losses.sld import sld_loss_per_temperature
 from sld_jax.losses.sld import sld_objective
 from sld_jax.losses.sld import student_swap_active
-from sld_jax.losses.standardize import standardize_logits
 from sld_jax.losses.standardize import standardized_kd_loss
 from sld_jax.losses.standardize import standardized_kd_objective
 from sld_jax.losses.swap import swap_fired

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks
+from sld_jax.losses.kernels import standardize_logits
 
 
 def prepare(
@@ -78,8 +79,6 @@ def teacher_target(
 
 def standardize_pair(student: jax.Array, teacher: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Z-scores both logit arrays per example (Sun et al. 2024)."""
-    from sld_jax.losses.standardize import standardize_logits
-
     return standardize_logits(student), standardize_logits(teacher)
 
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks, _views
-from sld_jax.losses.kd import LogitTransform, cross_entropy, masked_mean
+from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean
 
 
 def _binary_log_probs(z: jax.Array, is_label: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks, _views
-from sld_jax.losses.kd import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
+from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
 
 #: The reference's temperatures, in its order (the base temperature 4 first).
 MLKD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sld_jax.losses import _checks, _views
-from sld_jax.losses.kd import LogitTransform, cross_entropy, masked_mean, tempered_kl_and_lse
+from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, tempered_kl_and_lse
 from sld_jax.losses.swap import swap_logits
 
 #: The reference's "prediction augmentation" temperatures.

@@ -6,44 +6,11 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks
-from sld_jax.losses.kd import LogitTransform, kd_objective, multi_temperature_kd
+from sld_jax.losses.kd import kd_objective
+from sld_jax.losses.kernels import LogitTransform, multi_temperature_kd, standardize_logits
 
 #: The authors' base temperature for CIFAR-100 (``--base-temp 2``), used with KD weight 9.
 BASE_TEMPERATURE = 2.0
-
-
-def standardize_logits(logits: jax.Array, *, epsilon: float = 1e-7) -> jax.Array:
-    r"""Z-scores each row of logits: :math:`(z - \bar z) / (\epsilon + \operatorname{std}(z))`.
-
-    As the authors' ``normalize``, the standard deviation is the unbiased one (``ddof=1``, as
-    ``torch.Tensor.std``) and ``epsilon`` is added to it (not under a square root). Every row then
-    has mean 0 and unbiased standard deviation (almost) 1, so the KD temperature acts on the
-    logits' *relations* rather than their range. Swaps and other permutations commute with it.
-
-    Args:
-      logits: ``[..., C]`` floating with C >= 2 (bf16 accepted; computed in float32).
-      epsilon: small positive Python float.
-
-    Returns:
-      ``[..., C]`` float32 standardised logits.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> standardize_logits(jnp.array([[1., 2., 3.]])).round(4)
-      Array([[-1.,  0.,  1.]], dtype=float32)
-
-    References:
-      Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024.
-    """
-    _checks.check_logits("logits", logits)
-    _checks.check_num_classes("logits", logits, 2, "a standard deviation needs two entries")
-    epsilon = _checks.check_static_number("epsilon", epsilon, low=0.0)
-    z = _checks.as_float32(logits)
-    centred = z - jnp.mean(z, axis=-1, keepdims=True)
-    var = jnp.sum(jnp.square(centred), axis=-1, keepdims=True) / (z.shape[-1] - 1)
-    # Double where: a constant row has std 0 and must get a finite (zero) gradient, not 0 * inf.
-    std = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)
-    return centred / (epsilon + std)
 
 
 def standardized_kd_loss(
