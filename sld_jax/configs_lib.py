@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ml_collections
 
-SLD_TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+from sld_jax.losses.sld import DEFAULT_TEMPERATURES
+
+SLD_TEMPERATURES = DEFAULT_TEMPERATURES
 
 # Base learning rates of the reference's SLD configs per CIFAR-100 pair (DESIGN.md).
 SLD_CIFAR_LR = {

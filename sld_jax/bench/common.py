@@ -1,31 +1,13 @@
-"""Shared benchmark helpers: timing of jitted functions and a description of the machine."""
+"""Shared benchmark helpers: timing of jitted functions (and the machine line every table names)."""
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from typing import Callable
 
-import jax
+from sld_jax.machine import machine_description
 
-
-def machine_description() -> str:
-    """One line naming the host CPU, core count and the JAX backend/devices."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    devices = jax.devices()
-    return (
-        f"{cpu}, {os.cpu_count()} cores; jax {jax.__version__} backend={jax.default_backend()} "
-        f"devices={len(devices)}x{devices[0].device_kind}"
-    )
+__all__ = ["machine_description", "time_fn"]
 
 
 def time_fn(fn: Callable[[], object], *, warmup: int = 2, min_time: float = 1.0, min_iters: int = 5) -> float:

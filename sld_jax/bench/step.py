@@ -29,8 +29,6 @@ from sld_jax.bench.common import machine_description, time_fn
 TEACHER, STUDENT = "resnet32x4", "resnet8x4"
 # Forward multiply-adds per 32x32 image (the model issue's figures).
 MACS = {"resnet32x4": 1083.0e6, "resnet8x4": 177.1e6}
-CIFAR_MEAN = (0.5071, 0.4867, 0.4408)
-CIFAR_STD = (0.2675, 0.2565, 0.2761)
 
 
 def step_flops_per_image() -> float:
@@ -39,50 +37,45 @@ def step_flops_per_image() -> float:
 
 
 def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -> Callable[[], object]:
-    """A zero-argument callable running one compiled sld_jax train step (blocking)."""
-    import jax
-    import jax.numpy as jnp
-    import ml_collections
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    """A zero-argument callable running one compiled sld_jax train step (blocking).
 
-    from sld_jax import models
-    from sld_jax.data import pipeline
-    from sld_jax.train import objectives, schedule
-    from sld_jax.train.state import create_train_state, pytorch_sgd
-    from sld_jax.train.step import StepConfig, compile_train_step, make_mesh
+    The step is built by :func:`sld_jax.train.setup.build` from the paper's resnet32x4 -> resnet8x4
+    SLD config, as ``sld-train`` builds it, with CIFAR-100-shaped random data and a randomly
+    initialised teacher.
+    """
+    import jax
+
+    from sld_jax import configs_lib, models
+    from sld_jax.data import pipeline, sources
+    from sld_jax.train import setup
+    from sld_jax.train.data_io import RunData
+    from sld_jax.train.mesh import make_mesh
+    from sld_jax.train.step import compile_train_step
 
     mesh = make_mesh(jax.local_devices())
     if batch % mesh.size:
         raise ValueError(f"batch {batch} must be divisible by the {mesh.size} devices.")
-    compute = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
-    student = models.get_model(STUDENT, num_classes=100, dtype=compute)
-    teacher = models.get_model(TEACHER, num_classes=100, dtype=compute)
-    x = jnp.zeros((1, 32, 32, 3))
-    teacher_vars = jax.jit(functools.partial(teacher.init, train=False))(jax.random.PRNGKey(1), x)
-    variables = jax.jit(functools.partial(student.init, train=False))(jax.random.PRNGKey(0), x)
-    spe = schedule.steps_per_epoch(50_000, batch)
-    tx = pytorch_sgd(schedule.lr_schedule(0.025, (150, 180, 210), spe), weight_decay=5e-4)
-    loss_cfg = ml_collections.ConfigDict(dict(ce_weight=0.1, kd_weight=0.9,
-                                              temperatures=(1., 2., 3., 4., 5., 6.), gamma=150))
-    objective = objectives.get_objective("sld", loss_cfg)
-    cfg = StepConfig(student=student, teacher=teacher,
-                     objective=objectives.objective_with_diagnostics(objective), tx=tx,
-                     two_views=True, student_swap=student_swap, steps_per_epoch=spe,
-                     mean=CIFAR_MEAN, std=CIFAR_STD, crop_padding=4)
-    replicated = NamedSharding(mesh, P())
-    state = jax.device_put(create_train_state(variables, tx), replicated)
-    teacher_vars = jax.device_put(teacher_vars, replicated)
+    config = configs_lib.cifar_config("sld", TEACHER, STUDENT)
+    config.batch_size, config.compute_dtype = batch, dtype
+    spec = sources.get_spec("cifar100")
+    data = RunData(spec=spec, num_train=spec.train_size,
+                   steps_per_epoch=pipeline.steps_per_epoch(spec.train_size, batch),
+                   host_crops=False, train_batches=None, eval_batches=None)
+    teacher = models.get_model(TEACHER, num_classes=spec.num_classes)
+    teacher_vars = jax.jit(functools.partial(teacher.init, train=False))(
+        jax.random.PRNGKey(1), np.zeros((1, 32, 32, 3), np.float32))
+    built = setup.build(config, mesh, data=data, teacher_variables=teacher_vars)
     rng = np.random.default_rng(0)
     host = {"image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
             "label": rng.integers(0, 100, batch).astype(np.int32),
             "mask": np.ones(batch, bool), "index": np.arange(batch, dtype=np.int32)}
     device_batch = pipeline.to_global(host, mesh, batch)
-    key = jax.device_put(jax.random.PRNGKey(0), replicated)
-    step = compile_train_step(cfg, mesh)
-    holder = {"state": state}
+    key = jax.device_put(jax.random.PRNGKey(0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    step = compile_train_step(built.step_config(student_swap=student_swap), mesh)
+    holder = {"state": built.state}
 
     def run():
-        holder["state"], metrics = step(holder["state"], teacher_vars, device_batch, key)
+        holder["state"], metrics = step(holder["state"], built.teacher_variables, device_batch, key)
         jax.block_until_ready(metrics)
 
     return run

@@ -243,7 +243,7 @@ def steps_per_epoch(split_size: int, global_batch_size: int, *, process_count: i
     count = jax.process_count() if process_count is None else process_count
     if global_batch_size % count:
         raise ValueError(f"global_batch_size={global_batch_size} must be a multiple of the {count} processes.")
-    return math.ceil(math.ceil(split_size / count) / (global_batch_size // count))
+    return pipeline.steps_per_epoch(math.ceil(split_size / count), global_batch_size // count)
 
 
 def _cardinality(ds) -> int:

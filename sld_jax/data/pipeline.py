@@ -40,11 +40,15 @@ DATA_AXIS = "data"
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     """Number of global batches that cover ``num_examples`` once: ``ceil(num_examples / global_batch_size)``.
 
+    The last batch may be partial (padded and masked): every example is used each epoch, as the
+    reference keeps its last partial batch. The one definition of an epoch's length.
+
     >>> steps_per_epoch(50_000, 64)
     782
     """
-    if global_batch_size <= 0:
-        raise ValueError(f"global_batch_size must be positive, got {global_batch_size}.")
+    if num_examples < 0 or global_batch_size <= 0:
+        raise ValueError(f"need num_examples >= 0 and global_batch_size > 0, got {num_examples} "
+                         f"and {global_batch_size}.")
     return math.ceil(num_examples / global_batch_size)
 
 

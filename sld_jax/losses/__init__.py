@@ -14,6 +14,7 @@ and every teacher-side logit processor (:mod:`sld_jax.losses.processing`) plugs 
 from sld_jax.losses.dkd import dkd_loss
 from sld_jax.losses.dkd import dkd_objective
 from sld_jax.losses.dkd import dkd_warmup_factor
+from sld_jax.losses.kd import ce_objective
 from sld_jax.losses.kd import kd_loss
 from sld_jax.losses.kd import kd_objective
 from sld_jax.losses.kernels import cross_entropy
@@ -37,6 +38,7 @@ from sld_jax.losses.processing import multi_swap
 from sld_jax.losses.processing import scale_target_logit
 from sld_jax.losses.processing import target_reduction
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
+from sld_jax.losses.sld import pseudo_teacher_loss
 from sld_jax.losses.sld import sld_loss
 from sld_jax.losses.sld import sld_loss_per_temperature
 from sld_jax.losses.sld import sld_objective
@@ -52,6 +54,7 @@ __all__ = [
     "MLKD_TEMPERATURES",
     "TEACHER_TRANSFORMS",
     "batch_alignment_loss",
+    "ce_objective",
     "checked_labels",
     "class_alignment_loss",
     "conditional_swap",
@@ -72,6 +75,7 @@ __all__ = [
     "mlkd_objective",
     "multi_swap",
     "multi_temperature_kd",
+    "pseudo_teacher_loss",
     "scale_target_logit",
     "sld_loss",
     "sld_loss_per_temperature",

@@ -1,4 +1,4 @@
-"""Hinton's knowledge distillation: the per-example loss and the (one- or two-view) objective."""
+"""Hinton's knowledge distillation (per-example loss and objective) and the plain CE objective."""
 
 from __future__ import annotations
 
@@ -97,3 +97,44 @@ def kd_objective(
             s, target = _views.standardize_pair(s, target)
         kd = kd + masked_mean(multi_temperature_kd(s, target, temperature)[..., 0], mask)
     return _views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
+
+
+def ce_objective(
+    student_weak: jax.Array,
+    student_strong: jax.Array | None,
+    teacher_weak: None,
+    teacher_strong: None,
+    labels: jax.Array,
+    *,
+    ce_weight: float = 1.0,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    r"""Plain cross-entropy training (no teacher): :math:`L = w_{ce} \sum_v \overline{\mathrm{CE}}(s_v, y)`.
+
+    The objective of the ``vanilla`` method, in the two-view call style of the other objectives
+    (the teacher arguments must be None).
+
+    Args:
+      student_weak: ``[B, C]`` logits; student_strong: ``[B, C]`` logits of a second view, or None.
+      teacher_weak, teacher_strong: must be None.
+      labels: ``[B]`` integer labels.
+      ce_weight: the loss weight.
+      mask: ``[B]`` bool, False for padded examples.
+
+    Returns:
+      ``(loss, terms)`` with float32 scalars ``ce`` (weighted) and ``loss``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> loss, terms = ce_objective(jnp.zeros((2, 4)), None, None, None, jnp.array([0, 3]))
+      >>> round(float(loss), 4), sorted(terms)
+      (1.3863, ['ce', 'loss'])
+    """
+    if teacher_weak is not None or teacher_strong is not None:
+        raise ValueError("ce_objective trains without a teacher: pass None for the teacher logits.")
+    strong = student_strong
+    views, labels, mask = _views.prepare(student_weak, strong, student_weak, strong, labels, mask)
+    ce = jnp.float32(0.0)
+    for s, _ in views:
+        ce = ce + masked_mean(cross_entropy(s, labels), mask)
+    return _views.finish({"ce": ce_weight * ce})

@@ -173,6 +173,39 @@ def sld_loss(
     )
 
 
+def pseudo_teacher_loss(
+    student_logits: jax.Array,
+    labels: jax.Array,
+    *,
+    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    stop_gradient_pseudo_teacher: bool = False,
+) -> jax.Array:
+    r"""Per-example pseudo-teacher term of SLD alone: :math:`\sum_T T^2\,\mathrm{KL}(\sigma(\mathrm{swap}(s)/T) \| \sigma(s/T))`.
+
+    This is what "+ SLD" adds to another objective (DKD + SLD, MLKD + SLD) once ``epoch > γ``.
+    It is :func:`sld_loss` with the student as its own (gradient-stopped) teacher and no teacher
+    transform: that teacher term is KL(sg(s) ‖ s) = 0 with a zero gradient, so only the
+    pseudo-teacher term remains, computed by the same fused kernel.
+
+    Args:
+      student_logits: ``[..., C]`` floating.
+      labels: ``[...]`` integer labels in ``[0, C)``.
+      temperatures: K positive Python floats (static).
+      stop_gradient_pseudo_teacher: detach ``swap(s)``.
+
+    Returns:
+      ``[...]`` float32 per-example values.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> pseudo_teacher_loss(jnp.array([[0., 2.]]), jnp.array([1]))  # argmax == label: no swap
+      Array([0.], dtype=float32)
+    """
+    return sld_loss(student_logits, student_logits, labels, temperatures=temperatures,
+                    student_swap=True, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
+                    teacher_transform=None)
+
+
 def student_swap_active(epoch: int, gamma: int) -> bool:
     """The reference's loss schedule: the pseudo-teacher term is on when ``epoch > gamma``.
 

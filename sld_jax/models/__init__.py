@@ -35,27 +35,31 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.models.cifar import CIFAR_MODEL_INFO, CIFAR_MODELS
+from sld_jax.models.imagenet import IMAGENET_MODEL_INFO, IMAGENET_MODELS
 from sld_jax.models.layers import Linear
 
-__all__ = ["MODELS", "MODEL_INFO", "ModelSummary", "get_model", "count_params", "count_macs", "summarize"]
+__all__ = ["MODELS", "MODEL_INFO", "ModelSummary", "check_name", "get_model", "count_params", "count_macs", "summarize"]
 
-
-def _imagenet_tables() -> tuple[dict[str, Callable[..., nn.Module]], dict[str, dict[str, Any]]]:
-    try:
-        from sld_jax.models import imagenet as _imagenet
-    except ModuleNotFoundError as e:  # only a missing ImageNet package is tolerated, not a broken one
-        if e.name != "sld_jax.models.imagenet":
-            raise
-        return {}, {}
-    return dict(getattr(_imagenet, "IMAGENET_MODELS", {})), dict(getattr(_imagenet, "IMAGENET_MODEL_INFO", {}))
-
-
-_IMAGENET_MODELS, _IMAGENET_MODEL_INFO = _imagenet_tables()
 
 # name -> constructor called as ctor(num_classes=..., dtype=..., axis_name=...)
-MODELS: dict[str, Callable[..., nn.Module]] = {**CIFAR_MODELS, **_IMAGENET_MODELS}
+MODELS: dict[str, Callable[..., nn.Module]] = {**CIFAR_MODELS, **IMAGENET_MODELS}
 # name -> {"resolution": int, "params": int (at 100 / 1000 classes), "macs": multiply-adds per image}
-MODEL_INFO: dict[str, dict[str, Any]] = {**CIFAR_MODEL_INFO, **_IMAGENET_MODEL_INFO}
+MODEL_INFO: dict[str, dict[str, Any]] = {**CIFAR_MODEL_INFO, **IMAGENET_MODEL_INFO}
+
+
+def check_name(name: str) -> None:
+    """Raises unless ``name`` is a key of :data:`MODELS`, naming the closest valid ones.
+
+    >>> check_name("wrn_40_2")
+    """
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.0)
+        lowered = [k for k in MODELS if k.lower() == name.lower()]
+        suggestion = (lowered + [c for c in close if c not in lowered])[:3]
+        raise ValueError(
+            f"unknown model {name!r}; did you mean {suggestion[0]!r}? "
+            f"(close: {', '.join(suggestion)}; all names: sld_jax.models.MODELS)"
+        )
 
 
 def get_model(name: str, *, num_classes: int, dtype: Any = jnp.float32, axis_name: str | None = None) -> nn.Module:
@@ -75,14 +79,7 @@ def get_model(name: str, *, num_classes: int, dtype: Any = jnp.float32, axis_nam
     Raises:
       ValueError: for an unknown name (naming the closest valid ones) or a non-positive ``num_classes``.
     """
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.0)
-        lowered = [k for k in MODELS if k.lower() == name.lower()]
-        suggestion = (lowered + [c for c in close if c not in lowered])[:3]
-        raise ValueError(
-            f"unknown model {name!r}; did you mean {suggestion[0]!r}? "
-            f"(close: {', '.join(suggestion)}; all names: sld_jax.models.MODELS)"
-        )
+    check_name(name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
     return MODELS[name](num_classes=num_classes, dtype=dtype, axis_name=axis_name)

@@ -2,25 +2,23 @@
 
 Epochs are counted from 1 (as the reference). Steps are counted from 0; step ``s`` belongs to epoch
 ``s // steps_per_epoch + 1``. The learning rate of an epoch is fixed at its start:
-``lr = base * decay_rate ** (number of stages < epoch)``.
+``lr = base * decay_rate ** (number of stages < epoch)``. The epoch length
+(:func:`steps_per_epoch`) and the γ gate (:func:`student_swap_for_epoch`, ``epoch > gamma``) are
+defined where they belong, in the data pipeline and the loss library, and re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax.numpy as jnp
 import optax
 
+from sld_jax.data.pipeline import steps_per_epoch
+from sld_jax.losses import student_swap_active as student_swap_for_epoch
 
-def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    """Number of steps that use every example once, the last batch partial (ceil)."""
-    if num_examples <= 0 or global_batch_size <= 0:
-        raise ValueError(
-            f"need num_examples > 0 and batch_size > 0, got {num_examples} and {global_batch_size}."
-        )
-    return math.ceil(num_examples / global_batch_size)
+__all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch",
+           "student_swap_for_epoch"]
 
 
 def epoch_of_step(step: int, steps_in_epoch: int) -> int:
@@ -59,8 +57,3 @@ def lr_schedule(
         return base_lr * jnp.asarray(decay_rate, jnp.float32) ** passed
 
     return schedule
-
-
-def student_swap_for_epoch(epoch: int, gamma: int) -> bool:
-    """The γ gate: the pseudo-teacher (student swap) term is on when ``epoch > gamma``."""
-    return epoch > gamma

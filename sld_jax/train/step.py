@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,9 +23,9 @@ import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from sld_jax.data import augment
+from sld_jax.train import methods
+from sld_jax.train.mesh import DATA_AXIS
 from sld_jax.train.state import TrainState
-
-DATA_AXIS = "data"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +35,9 @@ class StepConfig:
     Attributes:
       student: the student flax module.
       teacher: the frozen teacher module, or None (``vanilla``).
-      objective: ``fn(student_logits, teacher_logits, labels, mask, *, epoch, student_swap)``.
+      method: the :class:`~sld_jax.train.methods.Method` (objective, views, inputs).
+      objective_kwargs: its keyword arguments (:func:`~sld_jax.train.methods.objective_kwargs`).
       tx: the optax optimiser.
-      two_views: feed a weak and a strong view (else the weak view only).
       student_swap: the γ gate's static value.
       steps_per_epoch: to derive the (1-based) epoch from the step counter.
       mean, std: per-channel normalisation constants (0–1 scale).
@@ -50,15 +50,21 @@ class StepConfig:
 
     student: nn.Module
     teacher: nn.Module | None
-    objective: Callable[..., Any]
+    method: methods.Method
+    objective_kwargs: tuple[tuple[str, Any], ...]
     tx: optax.GradientTransformation
-    two_views: bool
     student_swap: bool
     steps_per_epoch: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crop_padding: int = 4
     host_crops: bool = False
+    pseudo_teacher: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def two_views(self) -> bool:
+        """Whether the step feeds a weak and a strong view (else the weak view only)."""
+        return self.method.two_views
 
 
 def _views(cfg: StepConfig, batch: dict, rng: jax.Array) -> list[jax.Array]:
@@ -107,11 +113,14 @@ def train_step(
     views = _views(cfg, batch, step_rng)
     epoch = (state.step // cfg.steps_per_epoch + 1).astype(jnp.float32)
 
-    teacher_logits = None
+    teacher_logits, teacher_embeddings = None, ()
     if cfg.teacher is not None:
         both = jnp.concatenate(views, axis=0)
-        t_logits, _ = cfg.teacher.apply(teacher_variables, both, train=False)
+        t_logits, t_features = cfg.teacher.apply(teacher_variables, both, train=False)
         teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
+        if cfg.method.uses_features:
+            teacher_embeddings = tuple(jnp.split(
+                jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0))
 
     count = jnp.sum(mask.astype(jnp.float32))
     total = jax.lax.psum(count, DATA_AXIS)
@@ -119,15 +128,19 @@ def train_step(
 
     def loss_fn(params):
         batch_stats = state.batch_stats
-        student_logits = []
+        student_logits, student_embeddings = [], []
         for view in views:  # separate passes: BN statistics per view, running stats weak then strong
-            (logits, _), updates = cfg.student.apply(
+            (logits, features), updates = cfg.student.apply(
                 {"params": params, "batch_stats": batch_stats}, view, train=True, mask=mask,
                 mutable=["batch_stats"])
             batch_stats = updates["batch_stats"]
             student_logits.append(logits)
-        loss, terms = cfg.objective(tuple(student_logits), teacher_logits, labels, mask,
-                                    epoch=epoch, student_swap=cfg.student_swap)
+            student_embeddings.append(features["pooled"])
+        loss, terms = methods.apply(
+            cfg.method, cfg.objective_kwargs, tuple(student_logits), teacher_logits, labels, mask,
+            epoch=epoch, student_swap=cfg.student_swap, pseudo_teacher=cfg.pseudo_teacher,
+            student_embeddings=tuple(student_embeddings) if cfg.method.uses_features else (),
+            teacher_embeddings=teacher_embeddings)
         return loss * share, (terms, batch_stats, student_logits[0])
 
     # The parameters are replicated (invariant over ``data``) and the loss varies per device, so
@@ -180,12 +193,6 @@ def eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std) -> di
         "count": jnp.sum(mask.astype(jnp.float32)),
     }
     return jax.lax.psum(sums, DATA_AXIS)
-
-
-def make_mesh(devices=None) -> Mesh:
-    """A 1-D ``Mesh`` over ``devices`` (default: all devices of all processes) with axis ``data``."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(list(devices), (DATA_AXIS,))
 
 
 def compile_train_step(cfg: StepConfig, mesh: Mesh):

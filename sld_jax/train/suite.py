@@ -14,7 +14,7 @@ import time
 
 import ml_collections
 
-from sld_jax.bench.common import machine_description
+from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import loop
 

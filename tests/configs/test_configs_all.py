@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from sld_jax import configs_lib, models
-from sld_jax.train import objectives
+from sld_jax.train import methods
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.py"))
@@ -39,9 +39,10 @@ def test_config_parses_and_names_valid_pieces(path):
     config = load(path)
     config.lock()
     for run in _run_configs(config):
-        objective = objectives.get_objective(run.method, run.loss)
+        method = methods.get_method(run.method)
+        methods.objective_kwargs(method, run.loss)
         models.get_model(run.model, num_classes=10)
-        if objective.uses_teacher:
+        if method.uses_teacher:
             models.get_model(run.teacher.arch, num_classes=10)
         assert run.optim.lr > 0 and run.num_epochs > 0 and run.batch_size > 0
         with pytest.raises(AttributeError, match="Did you mean"):
