@@ -26,6 +26,7 @@ from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import metrics as metrics_lib
 from sld_jax.train import report, schedule, setup
+from sld_jax.train.data_io import open_datasets
 from sld_jax.train.mesh import mesh_for
 from sld_jax.train.step import compile_train_step
 
@@ -93,7 +94,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     setup.validate(config)
     workdir = os.path.abspath(workdir)
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
-    built = setup.build(config, mesh_for(config))
+    mesh = mesh_for(config)
+    built = setup.build(config, mesh, data=open_datasets(config, mesh))  # after the workdir check
     data, state = built.data, built.state
     spe = data.steps_per_epoch
     total_steps = spe * config.num_epochs
