@@ -15,6 +15,8 @@ from typing import Any
 
 import jax
 
+from sld_jax.train import tb_events
+
 log = logging.getLogger("sld_jax")
 
 
@@ -23,7 +25,7 @@ def _scalar(v: Any) -> float:
 
 
 class MetricWriter:
-    """Writes scalars to TensorBoard event files (tensorboardX) and to ``metrics.jsonl``."""
+    """Writes scalars to TensorBoard event files (:mod:`~sld_jax.train.tb_events`) and to ``metrics.jsonl``."""
 
     def __init__(self, workdir: str, *, enabled: bool | None = None):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
@@ -31,9 +33,7 @@ class MetricWriter:
         self._jsonl = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
-            from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
-
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = tb_events.EventWriter(os.path.join(workdir, "tensorboard"))
             self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
     def write(self, step: int, scalars: dict[str, Any], **extra: Any) -> None:
@@ -41,8 +41,7 @@ class MetricWriter:
         if not self.enabled:
             return
         values = {k: _scalar(v) for k, v in scalars.items()}
-        for k, v in values.items():
-            self._tb.add_scalar(k, v, step)
+        self._tb.add_scalars(int(step), values)
         self._jsonl.write(json.dumps({"step": int(step), **extra, **values}) + "\n")
         self._jsonl.flush()
         self._tb.flush()
