@@ -318,11 +318,64 @@ def _read_numpy(builder, split: str) -> dict[str, np.ndarray]:
     return {key: np.concatenate([c[key] for c in chunks]) for key in ("image", "label")}
 
 
+def _cache_path(root: str, name: str, split: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
+    return os.path.join(root, "sld_jax_in_memory", name, f"{safe}.npz")
+
+
+def _info_stamp(builder_dir: str) -> float | None:
+    try:
+        return os.path.getmtime(os.path.join(builder_dir, "dataset_info.json"))
+    except OSError:
+        return None
+
+
+def _read_cache(root: str, name: str, split: str) -> dict[str, np.ndarray] | None:
+    """A split read earlier from the prepared TFDS files, or None (absent, stale or unreadable).
+
+    The cache is valid while the TFDS directory it was read from still holds the same
+    ``dataset_info.json`` (re-preparing the dataset invalidates it). Reading it needs numpy only,
+    so a process that finds it never imports TensorFlow.
+    """
+    path = _cache_path(root, name, split)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            source, stamp = str(f["source"]), float(f["stamp"])
+            if _info_stamp(source) != stamp:
+                return None
+            return {"image": f["image"], "label": f["label"]}
+    except (OSError, KeyError, ValueError, EOFError):  # absent or damaged: read TFDS again
+        return None
+
+
+def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray],
+                 builder_dir: str) -> None:
+    """Saves a split read from prepared TFDS files for :func:`_read_cache` (best effort)."""
+    stamp = _info_stamp(builder_dir)
+    if stamp is None:
+        return
+    path = _cache_path(root, name, split)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(tmp, image=raw["image"], label=raw["label"], source=np.array(builder_dir),
+                 stamp=np.array(stamp))
+        os.replace(tmp, path)
+    except OSError:  # a read-only data_dir: no cache, nothing lost
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
 def load_in_memory(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
                    download: bool = True) -> InMemorySplit:
     """Loads a whole split of ``digits`` or ``cifar100`` into host memory, validated.
 
-    Prepares the dataset first if needed (see :func:`prepare`). ``digits`` is served as
+    Prepares the dataset first if needed (see :func:`prepare`). A split read from prepared TFDS
+    files is also saved as ``<data_dir>/sld_jax_in_memory/<name>/<split>.npz``, and later loads
+    read that file (without importing TensorFlow) while the TFDS files it came from are unchanged.
+    ``digits`` is served as
     ``uint8 [N, 16, 16, 3]``, ``cifar100`` as ``uint8 [N, 32, 32, 3]``; labels are ``int32 [N]``.
     Splits: ``"train"``/``"test"``, optionally sliced the TFDS way (``"train[:512]"``).
 
@@ -341,15 +394,17 @@ def load_in_memory(name: str, split: str, *, data_dir: str | os.PathLike | None 
             f"dataset {name!r} is streamed, not held in memory; use sld_jax.data.imagenet instead.")
     _check_split(spec, split)
     root = resolve_data_dir(data_dir)
-    builder = tfds_builder(name, data_dir=root)
-    raw = None
-    if not builder.is_prepared():
-        # TFDS can serve a split without local files (e.g. under tfds.testing.mock_data).
-        raw = try_read(lambda: _read_numpy(builder, split))
-        if raw is None:
-            builder = prepare(name, data_dir=root, download=download)
+    raw = _read_cache(root, name, split)
     if raw is None:
-        raw = _read_numpy(builder, split)
+        builder = tfds_builder(name, data_dir=root)
+        if not builder.is_prepared():
+            # TFDS can serve a split without local files (e.g. under tfds.testing.mock_data).
+            raw = try_read(lambda: _read_numpy(builder, split))
+            if raw is None:
+                builder = prepare(name, data_dir=root, download=download)
+        if raw is None:
+            raw = _read_numpy(builder, split)
+            _write_cache(root, name, split, raw, os.fspath(builder.data_dir))
     images = raw["image"]
     if spec.name == "digits":
         images = serve_digits(images)

@@ -1,5 +1,7 @@
 """TFDS sources: the offline digits builder, cifar100 through mock_data, missing-data errors, validation."""
 
+import glob
+import os
 import time
 import traceback
 
@@ -132,3 +134,26 @@ def test_data_dir_defaults_to_tfds_conventions(monkeypatch, tmp_path):
     monkeypatch.delenv("TFDS_DATA_DIR")
     assert sources.resolve_data_dir().endswith("tensorflow_datasets")
     assert sources.resolve_data_dir("~/x").endswith("/x") and "~" not in sources.resolve_data_dir("~/x")
+
+
+def test_in_memory_cache_is_read_without_tensorflow_and_follows_the_tfds_files(digits_dir,
+                                                                              monkeypatch):
+    first = sources.load_in_memory("digits", "test", data_dir=digits_dir)
+    reads = []
+    real_read = sources._read_numpy
+    monkeypatch.setattr(sources, "_read_numpy", lambda *a: reads.append(a) or real_read(*a))
+    again = sources.load_in_memory("digits", "test", data_dir=digits_dir)
+    assert reads == []  # served from <data_dir>/sld_jax_in_memory, not from TFDS
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    # Re-preparing the TFDS files (a new dataset_info.json) makes the cache stale.
+    [info] = glob.glob(os.path.join(digits_dir, "digits", "*", "dataset_info.json"))
+    os.utime(info, (time.time() + 5, time.time() + 5))
+    sources.load_in_memory("digits", "test", data_dir=digits_dir)
+    assert len(reads) == 1
+    # A damaged cache file is ignored (and rewritten), never trusted.
+    with open(sources._cache_path(digits_dir, "digits", "test"), "wb") as f:
+        f.write(b"not an npz")
+    damaged = sources.load_in_memory("digits", "test", data_dir=digits_dir)
+    assert len(reads) == 2
+    np.testing.assert_array_equal(damaged.labels, first.labels)
