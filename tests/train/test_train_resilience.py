@@ -178,10 +178,9 @@ class CliRun:
 
 
 @pytest.fixture(scope="module")
-def reference(digits_data_dir, tmp_path_factory):
-    """The uninterrupted run, in this process."""
-    workdir = str(tmp_path_factory.mktemp("reference") / "run")
-    result = loop.run(tiny(digits_data_dir), workdir)
+def reference(tiny_run):
+    """The uninterrupted run, in this process (``tiny(data_dir)``; shared with other modules)."""
+    result, workdir = tiny_run, tiny_run["workdir"]
     assert int(result["state"].step) == TOTAL_STEPS
     assert checkpoint_steps(workdir) == [SPE, 2 * SPE, 3 * SPE, 4 * SPE]
     return {**result, "workdir": workdir}

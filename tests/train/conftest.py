@@ -1,0 +1,30 @@
+"""The tiny digits run shared by the trainer test modules (trained once per session)."""
+
+import importlib.util
+import os
+
+import pytest
+
+from sld_jax.train import loop
+
+TINY_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_tiny_config.py")
+
+
+def load_tiny_config_module():
+    """``tests/train/train_tiny_config.py`` as a module (it is also a ``--config`` file)."""
+    spec = importlib.util.spec_from_file_location("train_tiny_config", TINY_CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_run(digits_data_dir, tmp_path_factory):
+    """The uninterrupted 4-epoch vanilla run of ``train_tiny_config.py`` (read-only for users).
+
+    Returns ``loop.run``'s result with ``workdir``. Tests that change a workdir copy it first.
+    """
+    config = load_tiny_config_module().get_config("4")
+    config.dataset.data_dir = digits_data_dir
+    workdir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+    return {**loop.run(config, workdir), "workdir": workdir}
