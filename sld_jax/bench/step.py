@@ -62,8 +62,7 @@ def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -
                    steps_per_epoch=pipeline.steps_per_epoch(spec.train_size, batch),
                    host_crops=False, train_batches=None, eval_batches=None)
     teacher = models.get_model(TEACHER, num_classes=spec.num_classes)
-    teacher_vars = jax.jit(functools.partial(teacher.init, train=False))(
-        jax.random.PRNGKey(1), np.zeros((1, 32, 32, 3), np.float32))
+    teacher_vars = models.init_variables(teacher, jax.random.PRNGKey(1), image_size=32)
     built = setup.build(config, mesh, data=data, teacher_variables=teacher_vars)
     rng = np.random.default_rng(0)
     host = {"image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),

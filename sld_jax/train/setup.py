@@ -144,9 +144,8 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh, *, data: RunData | None
     tx = pytorch_sgd(lr_fn, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay)
     # Parameters are initialised outside shard_map, where no BatchNorm axis name is bound.
     init_model = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype)
-    dummy = jnp.zeros((1, spec.image_size, spec.image_size, 3), jnp.float32)
-    variables = jax.jit(lambda k: init_model.init(k, dummy, train=False))(
-        jax.random.PRNGKey(config.seed))
+    variables = models.init_variables(init_model, jax.random.PRNGKey(config.seed),
+                                      image_size=spec.image_size)
     state = jax.device_put(create_train_state(variables, tx), replicated)
     eval_step = compile_eval_step(student, mesh, spec.mean, spec.std)
     return Run(config=config, mesh=mesh, data=data, method=method, student=student,
