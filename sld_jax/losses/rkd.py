@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks, _views
-from sld_jax.losses.kd import LogitTransform, cross_entropy, masked_mean
+from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES, sld_objective
 from sld_jax.losses.swap import swap_logits
 
