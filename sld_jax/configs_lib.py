@@ -101,9 +101,9 @@ def base_config() -> ml_collections.ConfigDict:
     # MLKD's own options (its temperatures (4, 3, 5, 2, 6) and KD weight 0.9 are the objective's
     # defaults); logit_standardization z-scores its instance-level KD terms (LS-MLKD).
     c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True, logit_standardization=False))
-    # RKD on the pooled features (mdistiller's weights); `weight` multiplies the whole RKD term.
+    # RKD on the pooled features (mdistiller's weights); rkd_weight multiplies the whole RKD term.
     c.loss.rkd = ml_collections.ConfigDict(dict(
-        weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False))
+        rkd_weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False))
     # Optimiser: PyTorch SGD (coupled weight decay on every parameter).
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 0.025

@@ -3,6 +3,8 @@
 import importlib.util
 import pathlib
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from sld_jax import configs_lib, models
@@ -100,7 +102,7 @@ def test_grid_docstring_gives_paper_row_and_own_command(path):
 def test_grid_reference_values():
     rkd = load(CONFIG_DIR / "cifar100/rkd/resnet32x4_resnet8x4.py")
     assert (rkd.method, rkd.loss.ce_weight, rkd.optim.lr, rkd.num_epochs) == ("rkd", 1.0, 0.05, 240)
-    assert (rkd.loss.rkd.weight, rkd.loss.rkd.distance_weight, rkd.loss.rkd.angle_weight) == (1.0, 25.0, 50.0)
+    assert (rkd.loss.rkd.rkd_weight, rkd.loss.rkd.distance_weight, rkd.loss.rkd.angle_weight) == (1.0, 25.0, 50.0)
     both = load(CONFIG_DIR / "cifar100/rkd_sld/resnet32x4_resnet8x4.py")
     assert (both.loss.ce_weight, both.loss.kd_weight, both.loss.gamma, both.optim.lr) == (0.1, 0.9, 150, 0.025)
     assert both.loss.teacher_transform == "swap"
@@ -128,4 +130,31 @@ def test_conditional_swap_sweep_argument(alpha):
     config.lock()
     assert config.loss.teacher_transform == "conditional_swap"
     assert config.loss.teacher_transform_kwargs.alpha == alpha and config.loss.gamma == 150
-    objectives.get_objective(config.method, config.loss)  # the transform and its α are valid
+    kwargs = dict(methods.objective_kwargs(methods.get_method(config.method), config.loss))
+    assert kwargs["teacher_transform"].keywords == {"alpha": alpha}  # the transform and its α are valid
+
+
+def test_grid_objectives_run_on_tiny_logits(rng):
+    """Each distinct (method, loss keywords) of the grid evaluates through the methods table."""
+    seen = {}
+    for path in GRID_FILES:
+        config = load(path)
+        method = methods.get_method(config.method)
+        seen.setdefault((config.method, methods.objective_kwargs(method, config.loss)), (path, config))
+    b, c = 8, 10
+    y = jnp.asarray(rng.integers(0, c, b), jnp.int32)
+    mask = jnp.asarray(np.arange(b) < b - 1)
+    for (name, kwargs), (path, config) in seen.items():
+        method = methods.get_method(name)
+        views = 2 if method.two_views else 1
+        logits = [jnp.asarray(rng.standard_normal((b, c)), jnp.float32) for _ in range(2 * views)]
+        feats = [jnp.asarray(rng.standard_normal((b, 4)), jnp.float32) for _ in range(2 * views)]
+        loss, terms = methods.apply(
+            method, kwargs, logits[:views], logits[views:], y, mask, epoch=jnp.float32(1.0),
+            student_swap=method.student_swap_gated, pseudo_teacher=methods.pseudo_teacher_kwargs(config.loss),
+            student_embeddings=feats[:views], teacher_embeddings=feats[views:])
+        assert np.isfinite(float(loss)) and float(loss) > 0, path
+        if name.startswith("rkd"):
+            assert float(terms["rkd"]) > 0, path
+    ls = dict(next(k for (n, k) in seen if n == "mlkd"))
+    assert (ls["logit_standardization"], ls["kd_weight"], ls["temperatures"]) == (True, 9.0, (2.0, 3.0, 5.0, 2.0, 6.0))
