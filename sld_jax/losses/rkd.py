@@ -141,7 +141,9 @@ def rkd_terms(
     n = jnp.sum(valid, dtype=jnp.float32)
 
     pairs = valid[:, None] & valid[None, :]
-    dist = _huber(_normalized_distances(s, valid, squared, eps), _normalized_distances(t, valid, squared, eps))
+    dist = _huber(
+        _normalized_distances(s, valid, squared, eps), _normalized_distances(t, valid, squared, eps)
+    )
     distance = jnp.sum(jnp.where(pairs, dist, 0.0)) / jnp.maximum(n * n, 1.0)
 
     triplets = pairs[:, :, None] & valid[None, None, :]
@@ -277,11 +279,19 @@ def rkd_objective(
       0.0
     """
     del epoch, student_swap
-    views, labels, mask = _views.prepare(student_weak, student_strong, teacher_weak, teacher_strong, labels, mask)
+    views, labels, mask = _views.prepare(
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
+    )
     ce = sum(masked_mean(cross_entropy(s, labels), mask) for s, _ in views)
     rkd = _rkd_sum(
-        student_embeddings, teacher_embeddings, len(views), mask,
-        distance_weight=distance_weight, angle_weight=angle_weight, eps=eps, squared=squared,
+        student_embeddings,
+        teacher_embeddings,
+        len(views),
+        mask,
+        distance_weight=distance_weight,
+        angle_weight=angle_weight,
+        eps=eps,
+        squared=squared,
     )
     return _views.finish({"ce": ce_weight * ce, "rkd": rkd_weight * rkd})
 
@@ -344,17 +354,33 @@ def rkd_sld_objective(
     if student_swap is not None:
         epoch = None
     loss, terms = sld_objective(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels,
-        student_swap=student_swap, epoch=epoch, gamma=gamma, ce_weight=ce_weight, kd_weight=kd_weight,
-        temperatures=temperatures, mask=mask, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        student_swap=student_swap,
+        epoch=epoch,
+        gamma=gamma,
+        ce_weight=ce_weight,
+        kd_weight=kd_weight,
+        temperatures=temperatures,
+        mask=mask,
+        stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
         teacher_transform=teacher_transform,
     )
     if mask is not None:
         mask = mask.astype(bool)
     num_views = 1 if student_strong is None else 2
     rkd = rkd_weight * _rkd_sum(
-        student_embeddings, teacher_embeddings, num_views, mask,
-        distance_weight=distance_weight, angle_weight=angle_weight, eps=eps, squared=squared,
+        student_embeddings,
+        teacher_embeddings,
+        num_views,
+        mask,
+        distance_weight=distance_weight,
+        angle_weight=angle_weight,
+        eps=eps,
+        squared=squared,
     )
     loss = loss + rkd
     return loss, dict(terms, rkd=jax.lax.stop_gradient(rkd), loss=loss)

@@ -45,7 +45,9 @@ def test_hand_computed_terms_and_weights():
     only_d = losses.rkd_loss(jnp.asarray(HAND_S), jnp.asarray(HAND_T), distance_weight=1.0, angle_weight=0.0)
     np.testing.assert_allclose(float(only_d), HAND_DISTANCE, rtol=1e-6)
     # Swapping the roles changes only which side is differentiated: the Huber terms are symmetric.
-    np.testing.assert_allclose(float(losses.rkd_loss(jnp.asarray(HAND_T), jnp.asarray(HAND_S))), float(total), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses.rkd_loss(jnp.asarray(HAND_T), jnp.asarray(HAND_S))), float(total), rtol=1e-6
+    )
 
 
 # ---- PyTorch transcription ------------------------------------------------------------------
@@ -115,22 +117,33 @@ def test_objective_matches_mdistiller_forward(feats):
     logits = torch.tensor(feats["logits"], dtype=torch.float64, requires_grad=True)
     fs = torch.tensor(feats["fs"], dtype=torch.float64, requires_grad=True)
     ref = F.cross_entropy(logits, torch.tensor(feats["y"], dtype=torch.int64)) + torch_rkd(
-        fs, torch.tensor(feats["ft"], dtype=torch.float64))
+        fs, torch.tensor(feats["ft"], dtype=torch.float64)
+    )
     ref.backward()
 
     def fn(z, s):
         teacher = jnp.zeros_like(z)
-        loss, _ = losses.rkd_objective(z, None, teacher, None, jnp.asarray(feats["y"]),
-                                       student_embeddings=s, teacher_embeddings=jnp.asarray(feats["ft"]))
+        loss, _ = losses.rkd_objective(
+            z,
+            None,
+            teacher,
+            None,
+            jnp.asarray(feats["y"]),
+            student_embeddings=s,
+            teacher_embeddings=jnp.asarray(feats["ft"]),
+        )
         return loss
 
-    value, (gz, gs) = jax.value_and_grad(fn, argnums=(0, 1))(jnp.asarray(feats["logits"]), jnp.asarray(feats["fs"]))
+    value, (gz, gs) = jax.value_and_grad(fn, argnums=(0, 1))(
+        jnp.asarray(feats["logits"]), jnp.asarray(feats["fs"])
+    )
     np.testing.assert_allclose(float(value), ref.item(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(gz), logits.grad.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(gs), fs.grad.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # ---- properties -----------------------------------------------------------------------------
+
 
 def test_mask_equals_slice_and_padding_gets_zero_gradient(feats):
     keep = np.array([True, False, True, True, False, True, True, False])
@@ -182,6 +195,7 @@ def test_input_errors_name_the_fix(feats):
 
 # ---- composition with SLD -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("student_swap", [False, True])
 def test_rkd_sld_is_sld_plus_rkd_per_view(rng, student_swap):
     views = [(2.0 * rng.standard_normal((B, C))).astype(np.float32) for _ in range(4)]
@@ -193,11 +207,22 @@ def test_rkd_sld_is_sld_plus_rkd_per_view(rng, student_swap):
 
     def combined(logits, feats_):
         return losses.rkd_sld_objective(
-            logits[0], logits[1], tw, ts, y, student_embeddings=feats_, teacher_embeddings=(ftw, fts),
-            student_swap=student_swap, mask=mask, rkd_weight=0.5)
+            logits[0],
+            logits[1],
+            tw,
+            ts,
+            y,
+            student_embeddings=feats_,
+            teacher_embeddings=(ftw, fts),
+            student_swap=student_swap,
+            mask=mask,
+            rkd_weight=0.5,
+        )
 
     loss, terms = combined((sw, ss), (fsw, fss))
-    g_logits, g_feats = jax.jit(jax.grad(lambda a, b: combined(a, b)[0], argnums=(0, 1)))((sw, ss), (fsw, fss))
+    g_logits, g_feats = jax.jit(jax.grad(lambda a, b: combined(a, b)[0], argnums=(0, 1)))(
+        (sw, ss), (fsw, fss)
+    )
     sld_fn = lambda a, b: losses.sld_objective(a, b, tw, ts, y, student_swap=student_swap, mask=mask)[0]  # noqa: E731
     rkd_fn = lambda a, b: 0.5 * (losses.rkd_loss(a, ftw, where=mask) + losses.rkd_loss(b, fts, where=mask))  # noqa: E731
     np.testing.assert_allclose(float(loss), float(sld_fn(sw, ss) + rkd_fn(fsw, fss)), rtol=1e-6)
@@ -216,8 +241,17 @@ def test_rkd_sld_under_jit_with_static_swap_and_traced_epoch(rng):
 
     @jax.jit
     def step(z, f, epoch):
-        return losses.rkd_sld_objective(z, z, z, z, y, student_embeddings=(f, f), teacher_embeddings=(f, f),
-                                        epoch=epoch, student_swap=True)[0]
+        return losses.rkd_sld_objective(
+            z,
+            z,
+            z,
+            z,
+            y,
+            student_embeddings=(f, f),
+            teacher_embeddings=(f, f),
+            epoch=epoch,
+            student_swap=True,
+        )[0]
 
     eager = losses.sld_objective(z, z, z, z, y, student_swap=True)[0]
     np.testing.assert_allclose(float(step(z, f, jnp.float32(3.0))), float(eager), rtol=1e-6)
