@@ -28,6 +28,27 @@ LIGHT_STUDENTS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 DKD_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
             ("vgg13", "vgg8"): 6.0, ("vgg13", "MobileNetV2"): 6.0,
             ("wrn_40_2", "wrn_16_2"): 6.0, ("wrn_40_2", "wrn_40_1"): 6.0}
+# Logit-standardised MLKD (Sun et al.'s `--logit-stand --base-temp 2 --kd-weight 9`): the base
+# temperature 4 becomes 2 (so T = 2 appears twice) and the KD weight 0.9 becomes 9.
+LS_MLKD_TEMPERATURES = (2.0, 3.0, 5.0, 2.0, 6.0)
+LS_MLKD_KD_WEIGHT = 9.0
+# The pairs of the paper's MLKD / LS-MLKD / SLD table, with (LS-MLKD, LS-MLKD + SLD) top-1 (%);
+# None where the paper reports no number.
+LS_MLKD_PAPER = {
+    ("resnet32x4", "resnet8x4"): (78.28, 78.66), ("wrn_40_2", "wrn_16_2"): (76.95, None),
+    ("resnet110", "resnet32"): (74.32, None), ("ResNet50", "MobileNetV2"): (71.19, None),
+    ("resnet32x4", "ShuffleV2"): (78.76, None),
+}
+# The ablation ladder on resnet32x4 -> resnet8x4: name -> (teacher transform, γ, paper top-1 %).
+# γ = None means "never within the run" (γ = num_epochs); γ = 0 means from the first epoch.
+ABLATION_LADDER = {
+    "kd_pa": ("none", None, 73.33),
+    "kd_pa_lts": ("swap", None, 75.15),
+    "kd_pa_lts_lss_nogamma": ("swap", 0, 75.87),
+    "sld": ("swap", 150, 77.69),
+}
+# The conditional-swap threshold α of the sweep (no paper numbers in the design notes).
+CONDITIONAL_SWAP_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -60,7 +81,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.teacher = ml_collections.ConfigDict()
     c.teacher.arch = "resnet32x4"
     c.teacher.checkpoint = ""
-    # Method: vanilla, kd, sld, dkd, mlkd, dkd+sld, mlkd+sld.
+    # Method: vanilla, kd, sld, dkd, mlkd, rkd, dkd+sld, mlkd+sld, rkd+sld.
     c.method = "sld"
     # Loss hyper-parameters (the reference hard-codes these).
     c.loss = ml_collections.ConfigDict()
@@ -77,7 +98,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.kd_temperature = 4.0
     c.loss.dkd = ml_collections.ConfigDict(
         dict(alpha=1.0, beta=8.0, temperature=4.0, warmup=20))
-    c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True))
+    # MLKD's own options (its temperatures (4, 3, 5, 2, 6) and KD weight 0.9 are the objective's
+    # defaults); logit_standardization z-scores its instance-level KD terms (LS-MLKD).
+    c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True, logit_standardization=False))
+    # RKD on the pooled features (mdistiller's weights); rkd_weight multiplies the whole RKD term.
+    c.loss.rkd = ml_collections.ConfigDict(dict(
+        rkd_weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False))
     # Optimiser: PyTorch SGD (coupled weight decay on every parameter).
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 0.025
@@ -137,7 +163,12 @@ def cifar_config(method: str, teacher: str | None, student: str) -> ml_collectio
         c.loss.teacher_transform = "swap" if method == "mlkd+sld" else "none"
         c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
         c.num_epochs = 960 if student.startswith("Shuffle") else 480
-    elif method == "sld":
+    elif method == "rkd":
+        # mdistiller's rkd.yaml: CE 1 + RKD 1 on one view, no KD term, LR 0.05, 240 epochs.
+        c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
+        c.loss.teacher_transform = "none"
+        c.optim.lr = 0.01 if light else 0.05
+    elif method in ("sld", "rkd+sld"):
         c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -189,4 +220,49 @@ def digits_config(method: str, teacher: str | None, student: str, *,
     c.log_every_steps = 10
     if teacher is not None:
         c.teacher.checkpoint = ""
+    return c
+
+
+def ls_mlkd_config(teacher: str, student: str, *, sld: bool = False) -> ml_collections.ConfigDict:
+    """LS-MLKD (MLKD with logit standardisation), or LS-MLKD + SLD with ``sld=True``.
+
+    MLKD as :func:`cifar_config` builds it, with Sun et al.'s CIFAR-100 settings: the instance-
+    level KD terms on z-scored logits, temperatures (2, 3, 5, 2, 6) and KD weight 9 (on the KD,
+    batch- and class-level terms alike; CE stays 0.1). With ``sld`` the teacher logits are swapped
+    before every MLKD term and confidence mask (z-scoring commutes with the swap) and the γ-gated
+    pseudo-teacher term of MLKD + SLD is added unchanged (raw logits, T = 1..6, weight 0.9).
+    """
+    c = cifar_config("mlkd+sld" if sld else "mlkd", teacher, student)
+    c.name = f"cifar100/{'ls_mlkd_sld' if sld else 'ls_mlkd'}/{teacher}_{student}"
+    c.loss.mlkd.logit_standardization = True
+    c.loss.mlkd.temperatures = LS_MLKD_TEMPERATURES
+    c.loss.mlkd.kd_weight = LS_MLKD_KD_WEIGHT
+    return c
+
+
+def ablation_config(step: str, *, alpha: float | None = None) -> ml_collections.ConfigDict:
+    """One rung of the paper's ablation ladder on resnet32x4 -> resnet8x4 (method ``sld``).
+
+    Every rung is the SLD recipe (two views, temperatures 1..6, CE 0.1 / KD 0.9, SLD's LR) with
+    the swaps switched by config fields: ``loss.teacher_transform`` ("none" or "swap") and
+    ``loss.gamma`` (the student swap is on for epochs > γ; γ = num_epochs never switches it on).
+
+    Args:
+      step: a name of :data:`ABLATION_LADDER`, or "conditional_swap" (full SLD whose teacher swap
+        fires only where the top-1 and label probabilities differ by less than ``alpha``).
+      alpha: the conditional-swap threshold in (0, 1] (only with "conditional_swap").
+    """
+    c = cifar_config("sld", "resnet32x4", "resnet8x4")
+    c.name = f"cifar100/ablation/{step}"
+    if step == "conditional_swap":
+        c.loss.teacher_transform = "conditional_swap"
+        c.loss.teacher_transform_kwargs.alpha = float(0.5 if alpha is None else alpha)
+        c.name += f"_alpha{c.loss.teacher_transform_kwargs.alpha:g}"
+        return c
+    if step not in ABLATION_LADDER or alpha is not None:
+        raise ValueError(f"unknown ablation step {step!r} (with alpha={alpha}); choose one of "
+                         f"{', '.join(ABLATION_LADDER)} or conditional_swap with alpha.")
+    transform, gamma, _ = ABLATION_LADDER[step]
+    c.loss.teacher_transform = transform
+    c.loss.gamma = c.num_epochs if gamma is None else gamma
     return c

@@ -7,8 +7,9 @@ and works under ``jit``, ``vmap`` and ``grad``. Two-view objectives share one ca
     loss, terms = <name>_objective(student_weak, student_strong, teacher_weak, teacher_strong,
                                    labels, *, <hyper-parameters>, mask=None)
 
-and every teacher-side logit processor (:mod:`sld_jax.losses.processing`) plugs into their
-``teacher_transform=`` slot.
+RKD (:mod:`sld_jax.losses.rkd`) distils pooled embeddings instead of logits: its objectives also
+take ``student_embeddings=`` and ``teacher_embeddings=``. Every teacher-side logit processor
+(:mod:`sld_jax.losses.processing`) plugs into their ``teacher_transform=`` slot.
 """
 
 from sld_jax.losses.dkd import dkd_loss
@@ -37,6 +38,10 @@ from sld_jax.losses.processing import max_addition
 from sld_jax.losses.processing import multi_swap
 from sld_jax.losses.processing import scale_target_logit
 from sld_jax.losses.processing import target_reduction
+from sld_jax.losses.rkd import rkd_loss
+from sld_jax.losses.rkd import rkd_objective
+from sld_jax.losses.rkd import rkd_sld_objective
+from sld_jax.losses.rkd import rkd_terms
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
 from sld_jax.losses.sld import pseudo_teacher_loss
 from sld_jax.losses.sld import sld_loss
@@ -76,6 +81,10 @@ __all__ = [
     "multi_swap",
     "multi_temperature_kd",
     "pseudo_teacher_loss",
+    "rkd_loss",
+    "rkd_objective",
+    "rkd_sld_objective",
+    "rkd_terms",
     "scale_target_logit",
     "sld_loss",
     "sld_loss_per_temperature",

@@ -77,6 +77,7 @@ _SLD = _WEIGHTS + (("temperatures", "temperatures"),
                    ("stop_gradient_pseudo_teacher", "stop_gradient_pseudo_teacher")) + _TRANSFORM
 _DKD = (("ce_weight", "ce_weight"), ("", "dkd.*"))
 _MLKD = _WEIGHTS + (("", "mlkd.*"),)
+_RKD = (("", "rkd.*"),)
 
 METHODS: dict[str, Method] = {
     "vanilla": Method(losses.ce_objective, uses_teacher=False, hparams=(("ce_weight", "ce_weight"),)),
@@ -89,6 +90,10 @@ METHODS: dict[str, Method] = {
                       takes_epoch=True, hparams=_DKD + _TRANSFORM),
     "mlkd+sld": Method(losses.mlkd_objective, two_views=True, student_swap=PSEUDO_TEACHER,
                        hparams=_MLKD + _TRANSFORM),
+    "rkd": Method(losses.rkd_objective, uses_features=True,
+                  hparams=(("ce_weight", "ce_weight"),) + _RKD),
+    "rkd+sld": Method(losses.rkd_sld_objective, two_views=True, student_swap=ARGUMENT,
+                      uses_features=True, hparams=_SLD + _RKD),
 }
 
 

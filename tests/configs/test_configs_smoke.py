@@ -76,6 +76,10 @@ def teacher_dir(mock_cifar, tmp_path_factory):
     # One baseline config through the whole trainer path (mock CIFAR-100, teacher loading, the DKD
     # objective with its warm-up); SLD itself runs end to end in tests/train on digits.
     "cifar100/dkd/resnet56_resnet20.py",
+    # The feature-based methods: the step hands the pooled features of student and teacher to RKD
+    # (one view), and to RKD + SLD (two views, γ = 0 so the student-swap variant runs too).
+    "cifar100/rkd/resnet32x4_resnet8x4.py",
+    "cifar100/rkd_sld/resnet32x4_resnet8x4.py",
 ])
 def test_method_config_runs_two_steps(rel, teacher_dir, mock_cifar, tmp_path):
     config = shrink(load(rel), teacher_dir=teacher_dir, data_dir=str(tmp_path / "tfds"))

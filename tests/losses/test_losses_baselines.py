@@ -100,17 +100,27 @@ def torch_bc(student, teacher, temperature):
     return ((pt @ pt.T - ps @ ps.T) ** 2).sum() / student.shape[0]
 
 
-def torch_mlkd_reference(sw, ss, tw, ts, y, temps=(4.0, 3.0, 5.0, 2.0, 6.0), ce_w=0.1, kd_w=0.9):
-    """The MLKD reference objective, quirks included, as in the authors' code."""
+def torch_mlkd_reference(sw, ss, tw, ts, y, temps=(4.0, 3.0, 5.0, 2.0, 6.0), ce_w=0.1, kd_w=0.9,
+                         standardize=False):
+    """The MLKD reference objective, quirks included, as in the authors' code.
+
+    With ``standardize`` the instance-level KD terms see z-scored logits (Sun et al.'s MLKD with
+    ``--logit-stand``); the masks and the batch/class terms keep the raw logits.
+    """
+    def kd_term(student, teacher, temperature):
+        if standardize:
+            student, teacher = torch_normalize(student), torch_normalize(teacher)
+        return torch_kd(student, teacher, temperature)
+
     p = F.softmax(tw, 1)
     confidence = p.max(1).values
     mask = confidence <= float(np.percentile(confidence.numpy(), 50))
     class_confidence = p.sum(0)
     class_mask = class_confidence <= float(np.percentile(class_confidence.numpy(), 50))
     ce = ce_w * (F.cross_entropy(sw, y) + F.cross_entropy(ss, y))
-    kd_weak = sum(kd_w * (torch_kd(sw, tw, t) * mask).mean() for t in temps)
+    kd_weak = sum(kd_w * (kd_term(sw, tw, t) * mask).mean() for t in temps)
     strong_views = [(ss, ts)] * 3 + [(sw, tw)] * 2  # T = 2 and 6 use the weak view
-    kd_strong = sum(kd_w * torch_kd(s, t_, temp) for (s, t_), temp in zip(strong_views, temps))
+    kd_strong = sum(kd_w * kd_term(s, t_, temp) for (s, t_), temp in zip(strong_views, temps))
     cc_weak = sum(kd_w * (torch_cc(sw, tw, t) * class_mask).mean() for t in temps)
     bc_weak = sum(kd_w * (torch_bc(sw, tw, t) * mask).mean() for t in temps)
     return ce + kd_weak + kd_strong + cc_weak + bc_weak
@@ -203,6 +213,24 @@ def test_mlkd_with_swap_matches_reference_on_swapped_teachers(batch):
 
     _assert_match(
         _jax_value_and_grads(losses.mlkd_objective, batch, teacher_transform=losses.swap_logits),
+        _torch_value_and_grads(reference, batch),
+    )
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_ls_mlkd_matches_sun_et_al(batch, swap):
+    """LS-MLKD (``--logit-stand --base-temp 2 --kd-weight 9``), and with swapped teachers (+ SLD)."""
+    temps = (2.0, 3.0, 5.0, 2.0, 6.0)
+
+    def reference(sw, ss, tw, ts, y):
+        if swap:
+            tw, ts = torch_swap(tw, y), torch_swap(ts, y)
+        return torch_mlkd_reference(sw, ss, tw, ts, y, temps=temps, kd_w=9.0, standardize=True)
+
+    _assert_match(
+        _jax_value_and_grads(losses.mlkd_objective, batch, temperatures=temps, kd_weight=9.0,
+                             logit_standardization=True,
+                             teacher_transform=losses.swap_logits if swap else None),
         _torch_value_and_grads(reference, batch),
     )
 

@@ -1,0 +1,16 @@
+"""LS-MLKD (MLKD with logit standardisation) on CIFAR-100: ResNet50 teacher -> MobileNetV2 student.
+
+Paper: MLKD / LS-MLKD / SLD table, ResNet50 -> MobileNetV2: 71.04 / 71.19 (this config) / 71.48.
+Composition (configs_lib.ls_mlkd_config): configs/cifar100/mlkd (the reference's quirks, its LR,
+epochs and CE 0.1) with Sun et al.'s settings: the instance-level KD terms on z-scored logits
+(loss.mlkd.logit_standardization), temperatures (2, 3, 5, 2, 6) and KD weight 9 on the KD, batch-
+and class-level terms. The teacher is read from teachers/cifar100/ResNet50.
+
+Command: sld-train --config configs/cifar100/ls_mlkd/ResNet50_MobileNetV2.py --workdir workdirs/cifar100_ls_mlkd_ResNet50_MobileNetV2
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.ls_mlkd_config("ResNet50", "MobileNetV2")

@@ -1,0 +1,17 @@
+"""LS-MLKD + SLD on CIFAR-100: resnet110 teacher -> resnet32 student.
+
+Paper: no LS-MLKD + SLD number for this pair (LS-MLKD alone: 74.32; SLD: 74.57). Composition
+(configs_lib.ls_mlkd_config(..., sld=True)): LS-MLKD as configs/cifar100/ls_mlkd with the teacher
+logits swapped first (every MLKD term and confidence mask sees the swapped teacher; z-scoring
+commutes with the swap), plus MLKD + SLD's γ-gated pseudo-teacher term unchanged (raw student
+logits, T = 1..6, weight 0.9, after epoch 150). The teacher is read from
+teachers/cifar100/resnet110.
+
+Command: sld-train --config configs/cifar100/ls_mlkd_sld/resnet110_resnet32.py --workdir workdirs/cifar100_ls_mlkd_sld_resnet110_resnet32
+"""
+
+from sld_jax import configs_lib
+
+
+def get_config():
+    return configs_lib.ls_mlkd_config("resnet110", "resnet32", sld=True)
