@@ -2,9 +2,24 @@
 
 One config file is one experiment: it calls a builder here and overrides what differs. Every
 constant the reference hard-codes (γ, temperatures, loss weights, LR stages) is a config field.
+
+Every config file has ``get_config(arg=None)`` and passes ``arg`` — the text after the colon in
+``sld-train --config path.py:ARG`` — to :func:`finish` (or to :func:`parse_arg` first when it takes
+arguments of its own). ``ARG`` is a comma-separated list of items:
+
+- ``runlocal``: the dry-run shrink (:func:`runlocal`): a tiny student and teacher, 16 train and 8
+  test examples, batch 8, one epoch of two steps;
+- ``name=value``: a field the config file declares (e.g. ``alpha=0.3`` for the conditional swap);
+- a bare value: the config file's first non-flag field (``conditional_swap.py:0.3`` is α = 0.3).
+
+So ``--config configs/cifar100/sld/resnet32x4_resnet8x4.py:runlocal`` dry-runs the SLD row and
+``--config configs/cifar100/ablation/conditional_swap.py:0.3,runlocal`` the α = 0.3 sweep point.
+``--config.key=value`` overrides apply after ``get_config``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import ml_collections
 
@@ -266,3 +281,133 @@ def ablation_config(step: str, *, alpha: float | None = None) -> ml_collections.
     c.loss.teacher_transform = transform
     c.loss.gamma = c.num_epochs if gamma is None else gamma
     return c
+
+
+# The dry-run sizes of :func:`runlocal` (two steps of batch 8 make one epoch of 16 examples).
+RUNLOCAL_MODEL = "resnet_tiny"
+RUNLOCAL_TRAIN_EXAMPLES = 16
+RUNLOCAL_TEST_EXAMPLES = 8
+RUNLOCAL_BATCH_SIZE = 8
+
+
+def _convert(name: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default`` (bool: true/false/1/0), with a clear error."""
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"config argument {name}={text!r} must be true or false.")
+    try:
+        return type(default)(text) if default is not None else text
+    except ValueError:
+        raise ValueError(f"config argument {name}={text!r} must be a {type(default).__name__} "
+                         f"(like the default {default!r}).") from None
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+    """A config file's argument (the text after ``:`` in ``--config path.py:ARG``) as fields.
+
+    ``ARG`` is a comma-separated list: ``name=value`` sets field ``name``; a bare ``name`` of a
+    boolean field sets it True (``runlocal``); any other bare item is the value of the first
+    non-boolean field. Values take the type of the field's default.
+
+    Args:
+      arg: the argument, or None / "" for all defaults.
+      **spec: the fields and their defaults, in order (e.g. ``alpha=0.5, runlocal=False``).
+
+    Returns:
+      A locked ``ConfigDict`` with one entry per field of ``spec``.
+
+    Raises:
+      ValueError: for an unknown name, a bare value with no field to take it, or a bad value.
+
+    >>> a = parse_arg("0.3,runlocal", alpha=0.5, runlocal=False)
+    >>> (a.alpha, a.runlocal)
+    (0.3, True)
+    >>> parse_arg("alpha=0.7", alpha=0.5, runlocal=False).to_dict()
+    {'alpha': 0.7, 'runlocal': False}
+    >>> parse_arg(None, runlocal=False).runlocal
+    False
+    >>> parse_arg("runlocl", runlocal=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config argument 'runlocl'; this config takes runlocal (comma-separated: a bare flag name, name=value, or a bare value for the first non-flag field).
+    """
+    values = dict(spec)
+    positional = [k for k, v in spec.items() if not isinstance(v, bool)]
+    usage = (f"this config takes {', '.join(spec) or 'no argument'} (comma-separated: a bare flag "
+             "name, name=value, or a bare value for the first non-flag field).")
+    for item in (arg or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if eq:
+            if name not in spec:
+                raise ValueError(f"unknown config argument {name!r}; {usage}")
+            values[name] = _convert(name, text.strip(), spec[name])
+        elif isinstance(spec.get(item), bool):
+            values[item] = True
+        elif positional:
+            values[positional[0]] = _convert(positional[0], item, spec[positional[0]])
+        else:
+            raise ValueError(f"unknown config argument {item!r}; {usage}")
+    parsed = ml_collections.ConfigDict(values)
+    parsed.lock()
+    return parsed
+
+
+def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks ``config`` in place to a dry run and returns it (big_vision's ``runlocal``).
+
+    The student and the teacher become ``resnet_tiny``; the run reads the first 16 train and 8
+    test examples of its dataset, with batch 8, for one epoch of two steps (``max_steps = 2``),
+    checkpointing and logging every epoch / step; ``_runlocal`` is appended to its name (and so to
+    the default workdir). Everything else — dataset, method, losses, schedule fields — is kept, so
+    the dry run exercises the config's own wiring. A suite config (``configs/digits/demo.py``)
+    shrinks each of its runs. A distillation dry run still needs a teacher checkpoint of the tiny
+    teacher: the dry run of any vanilla config of the same dataset writes one.
+
+    >>> c = runlocal(cifar_config("sld", "resnet32x4", "resnet8x4"))
+    >>> (c.model, c.teacher.arch, c.batch_size, c.max_steps, c.num_epochs, c.name)
+    ('resnet_tiny', 'resnet_tiny', 8, 2, 1, 'cifar100/sld/resnet32x4_resnet8x4_runlocal')
+    """
+    config.name = f"{config.name}_runlocal"
+    if "suite" in config:
+        for name in config.suite:
+            runlocal(config.runs[name])
+        return config
+    config.model = RUNLOCAL_MODEL
+    config.teacher.arch = RUNLOCAL_MODEL
+    config.dataset.limit_train = RUNLOCAL_TRAIN_EXAMPLES
+    config.dataset.limit_test = RUNLOCAL_TEST_EXAMPLES
+    config.batch_size = RUNLOCAL_BATCH_SIZE
+    config.eval_batch_size = RUNLOCAL_BATCH_SIZE
+    config.num_epochs = 1
+    config.max_steps = RUNLOCAL_TRAIN_EXAMPLES // RUNLOCAL_BATCH_SIZE
+    config.checkpoint_every_epochs = 1
+    config.log_every_steps = 1
+    return config
+
+
+def finish(config: ml_collections.ConfigDict,
+           arg: str | ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+    """A config file's last step: applies its argument (see the module docstring) to ``config``.
+
+    Args:
+      config: the built config (a run or a suite).
+      arg: the ``get_config`` argument as given (None, "" or "runlocal"), or the result of
+        :func:`parse_arg` for a config file that takes fields of its own.
+
+    Returns:
+      ``config``, shrunk by :func:`runlocal` when the argument says ``runlocal``.
+
+    >>> finish(cifar_config("kd", "resnet56", "resnet20"), "runlocal").model
+    'resnet_tiny'
+    >>> finish(cifar_config("kd", "resnet56", "resnet20")).model
+    'resnet20'
+    """
+    args = parse_arg(arg, runlocal=False) if arg is None or isinstance(arg, str) else arg
+    return runlocal(config) if args.runlocal else config
