@@ -3,11 +3,20 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Row: CIFAR-100, DKD, resnet32x4 -> ShuffleV2.
+Paper top-1: not reported.
+Time: not measured (the one measured run time is the H100 SLD step of
+configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+
 Command: sld-train --config configs/cifar100/dkd/resnet32x4_ShuffleV2.py --workdir workdirs/cifar100_dkd_resnet32x4_ShuffleV2
+Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the
+tiny teacher):
+  sld-train --config configs/cifar100/vanilla/resnet32x4.py:runlocal
+  sld-train --config configs/cifar100/dkd/resnet32x4_ShuffleV2.py:runlocal --config.teacher.checkpoint=workdirs/cifar100_vanilla_resnet32x4_runlocal
 """
 
 from sld_jax import configs_lib
 
 
-def get_config():
-    return configs_lib.cifar_config("dkd", "resnet32x4", "ShuffleV2")
+def get_config(arg=None):
+    return configs_lib.finish(configs_lib.cifar_config("dkd", "resnet32x4", "ShuffleV2"), arg)

@@ -7,11 +7,20 @@ commutes with the swap), plus MLKD + SLD's γ-gated pseudo-teacher term unchange
 logits, T = 1..6, weight 0.9, after epoch 150). The teacher is read from
 teachers/cifar100/resnet110.
 
+Row: CIFAR-100, LS-MLKD + SLD, resnet110 -> resnet32.
+Paper top-1: not reported.
+Time: not measured (the one measured run time is the H100 SLD step of
+configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+
 Command: sld-train --config configs/cifar100/ls_mlkd_sld/resnet110_resnet32.py --workdir workdirs/cifar100_ls_mlkd_sld_resnet110_resnet32
+Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the
+tiny teacher):
+  sld-train --config configs/cifar100/vanilla/resnet110.py:runlocal
+  sld-train --config configs/cifar100/ls_mlkd_sld/resnet110_resnet32.py:runlocal --config.teacher.checkpoint=workdirs/cifar100_vanilla_resnet110_runlocal
 """
 
 from sld_jax import configs_lib
 
 
-def get_config():
-    return configs_lib.ls_mlkd_config("resnet110", "resnet32", sld=True)
+def get_config(arg=None):
+    return configs_lib.finish(configs_lib.ls_mlkd_config("resnet110", "resnet32", sld=True), arg)

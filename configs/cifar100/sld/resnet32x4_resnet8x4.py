@@ -3,11 +3,21 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Row: CIFAR-100, SLD, resnet32x4 -> resnet8x4.
+Paper top-1: 77.69 % (the paper's MLKD / LS-MLKD / SLD table).
+Time: measured on one NVIDIA H100 80GB (README, "Performance"): 6.2 ms per step in float32 and
+4.8 ms in bfloat16 at batch 64, so 19.4 / 15.0 min for the 240 epochs of 782 steps (evaluation
+excluded).
+
 Command: sld-train --config configs/cifar100/sld/resnet32x4_resnet8x4.py --workdir workdirs/cifar100_sld_resnet32x4_resnet8x4
+Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the
+tiny teacher):
+  sld-train --config configs/cifar100/vanilla/resnet32x4.py:runlocal
+  sld-train --config configs/cifar100/sld/resnet32x4_resnet8x4.py:runlocal --config.teacher.checkpoint=workdirs/cifar100_vanilla_resnet32x4_runlocal
 """
 
 from sld_jax import configs_lib
 
 
-def get_config():
-    return configs_lib.cifar_config("sld", "resnet32x4", "resnet8x4")
+def get_config(arg=None):
+    return configs_lib.finish(configs_lib.cifar_config("sld", "resnet32x4", "resnet8x4"), arg)

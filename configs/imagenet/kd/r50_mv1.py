@@ -9,17 +9,26 @@ Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), CE 1.0 / KD 0.5; gamma
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
 teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see README).
 
+Row: ImageNet, KD, imagenet_resnet50 -> imagenet_mobilenet_v1.
+Paper top-1: not reported.
+Time: not measured (the one measured run time is the H100 SLD step of
+configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+
 Command: sld-train --config configs/imagenet/kd/r50_mv1.py --workdir workdirs/imagenet_kd_r50_mv1
+Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the
+tiny teacher):
+  sld-train --config configs/imagenet/vanilla/imagenet_resnet18.py:runlocal
+  sld-train --config configs/imagenet/kd/r50_mv1.py:runlocal --config.teacher.checkpoint=workdirs/imagenet_vanilla_imagenet_resnet18_runlocal
 """
 
 from sld_jax import configs_lib
 
 
-def get_config():
+def get_config(arg=None):
     c = configs_lib.imagenet_config("kd", "imagenet_resnet50", "imagenet_mobilenet_v1", gamma=30)
     # CE / KD weights of the reference's ImageNet config for this pair.
     c.loss.ce_weight = 1.0
     c.loss.kd_weight = 0.5
     c.loss.teacher_transform = "none"
     c.loss.kd_temperature = 1.0
-    return c
+    return configs_lib.finish(c, arg)
