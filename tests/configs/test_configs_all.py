@@ -1,4 +1,5 @@
-"""Every config file parses, locks, names valid models/methods, and carries the reference values."""
+"""Every config file parses (as is and shrunk by ``runlocal``), locks, validates, documents its
+paper row, and carries the reference values."""
 
 import importlib.util
 import pathlib
@@ -7,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sld_jax import configs_lib, models
-from sld_jax.train import methods
+from sld_jax import configs_lib
+from sld_jax.train import methods, setup
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.py"))
@@ -21,8 +22,8 @@ def config_module(path):
     return module
 
 
-def load(path):
-    return config_module(path).get_config()
+def load(path, arg=None):
+    return config_module(path).get_config(arg)
 
 
 def _run_configs(config):
@@ -40,19 +41,76 @@ def test_there_are_configs_for_every_paper_pair():
         assert (CONFIG_DIR / "cifar100" / "vanilla" / f"{teacher}.py").is_file()
 
 
-@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
-def test_config_parses_and_names_valid_pieces(path):
-    config = load(path)
+# Each config file as is and with the dry-run shrink (the conditional swap also with its α).
+CONFIG_ARGS = [(p, arg) for p in CONFIG_FILES for arg in (None, "runlocal")] + [
+    (CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "0.3,runlocal")]
+
+
+@pytest.mark.parametrize("path,arg", CONFIG_ARGS,
+                         ids=lambda x: str(x.relative_to(CONFIG_DIR)) if isinstance(x, pathlib.Path) else str(x))
+def test_config_parses_validates_and_names_valid_pieces(path, arg):
+    config = load(path, arg)
     config.lock()
     for run in _run_configs(config):
         method = methods.get_method(run.method)
-        methods.objective_kwargs(method, run.loss)
-        models.get_model(run.model, num_classes=10)
-        if method.uses_teacher:
-            models.get_model(run.teacher.arch, num_classes=10)
+        if method.uses_teacher and not run.teacher.checkpoint:
+            run.teacher.checkpoint = "teachers/set-by-the-suite"  # the suite sets the teacher's workdir
+        setup.validate(run)
         assert run.optim.lr > 0 and run.num_epochs > 0 and run.batch_size > 0
+        if arg and "runlocal" in arg:
+            assert (run.model, run.teacher.arch, run.max_steps, run.num_epochs) == ("resnet_tiny", "resnet_tiny", 2, 1)
+            assert run.dataset.limit_train == 16 and run.batch_size == 8
         with pytest.raises(AttributeError, match="Did you mean"):
             run.optim.lrr  # noqa: B018  (a mistyped key names the nearest valid one)
+    if arg and "runlocal" in arg:
+        assert config.name.endswith("_runlocal")  # its own default workdir
+        # Only the sizes change: method, losses and schedule are those of the full config.
+        full = load(path, arg.replace("runlocal", "").strip(",") or None)
+        for run, full_run in zip(_run_configs(config), _run_configs(full)):
+            assert (run.method, run.loss.to_dict(), run.optim.to_dict()) == (
+                full_run.method, full_run.loss.to_dict(), full_run.optim.to_dict())
+
+
+def test_config_argument_errors_name_the_valid_items():
+    with pytest.raises(ValueError, match="unknown config argument 'runlocl'; this config takes runlocal"):
+        load(CONFIG_DIR / "cifar100/sld/resnet32x4_resnet8x4.py", "runlocl")
+    with pytest.raises(ValueError, match="takes alpha, runlocal"):
+        load(CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "beta=0.3")
+    with pytest.raises(ValueError, match="must be a float"):
+        load(CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "alpha=high")
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_docstring_gives_row_top1_time_and_commands(path):
+    """Each docstring names its paper row, the paper's top-1, the time, and its own commands."""
+    doc = config_module(path).__doc__
+    rel = path.relative_to(CONFIG_DIR)
+    if rel.parts[0] != "digits":
+        for label in ("Row: ", "Paper top-1: ", "Time: "):
+            assert f"\n{label}" in doc, (rel, label)
+        assert f"sld-train --config configs/{rel} --workdir " in doc or f"configs/{rel}:0.3 --workdir" in doc
+    assert f"sld-train --config configs/{rel}:runlocal" in doc or f"configs/{rel}:0.3,runlocal" in doc
+
+
+def test_docstring_top1_is_the_paper_number_of_its_row():
+    """Spot checks against DESIGN.md's "The paper's reported numbers" (and their absence)."""
+    expected = {"cifar100/sld/resnet32x4_resnet8x4.py": "77.69 %", "cifar100/mlkd/wrn_40_2_wrn_16_2.py": "76.63 %",
+                "cifar100/ls_mlkd/resnet110_resnet32.py": "74.32 %", "imagenet/sld/r50_mv1.py": "73.27 %",
+                "cifar100/ablation/kd_pa_lts.py": "75.15 %", "cifar100/rkd_sld/resnet32x4_resnet8x4.py": "72.28 %",
+                "cifar100/kd/resnet32x4_resnet8x4.py": "not reported", "imagenet/reference_imagenet/r34_r18.py":
+                "not reported", "cifar100/sld/vgg13_vgg8.py": "not reported"}
+    for rel, top1 in expected.items():
+        assert f"Paper top-1: {top1}" in config_module(CONFIG_DIR / rel).__doc__, rel
+    measured = [p for p in CONFIG_FILES if "Time: measured" in config_module(p).__doc__]
+    assert {str(p.relative_to(CONFIG_DIR)) for p in measured} == {
+        "cifar100/sld/resnet32x4_resnet8x4.py", "cifar100/ablation/sld.py"}
+
+
+def test_runlocal_shrinks_every_run_of_a_suite():
+    demo = load(CONFIG_DIR / "digits/demo.py", "runlocal")
+    assert demo.name == "digits_demo_runlocal"
+    assert {demo.runs[n].model for n in demo.suite} == {"resnet_tiny"}
+    assert {demo.runs[n].max_steps for n in demo.suite} == {2}
 
 
 def test_reference_hyper_parameters():
@@ -93,12 +151,6 @@ def test_grid_covers_the_paper_rows():
         assert f"ablation/{step}.py" in names
 
 
-@pytest.mark.parametrize("path", GRID_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
-def test_grid_docstring_gives_paper_row_and_own_command(path):
-    doc = config_module(path).__doc__
-    assert "Paper:" in doc and f"sld-train --config configs/{path.relative_to(CONFIG_DIR)}" in doc
-
-
 def test_grid_reference_values():
     rkd = load(CONFIG_DIR / "cifar100/rkd/resnet32x4_resnet8x4.py")
     assert (rkd.method, rkd.loss.ce_weight, rkd.optim.lr, rkd.num_epochs) == ("rkd", 1.0, 0.05, 240)
@@ -132,6 +184,8 @@ def test_conditional_swap_sweep_argument(alpha):
     assert config.loss.teacher_transform_kwargs.alpha == alpha and config.loss.gamma == 150
     kwargs = dict(methods.objective_kwargs(methods.get_method(config.method), config.loss))
     assert kwargs["teacher_transform"].keywords == {"alpha": alpha}  # the transform and its α are valid
+    named = config_module(CONFIG_DIR / "cifar100/ablation/conditional_swap.py").get_config(f"alpha={alpha},runlocal")
+    assert named.loss.teacher_transform_kwargs.alpha == alpha and named.model == "resnet_tiny"
 
 
 def test_grid_objectives_run_on_tiny_logits(rng):

@@ -1,8 +1,8 @@
 """A paper config runs two steps end to end on CIFAR-100-shaped data.
 
-The config files are loaded as they are and shrunk the big_vision ``runlocal`` way (tiny model and
-teacher, a few examples, two steps), so the dataset path, the method's objective, the teacher
-loading and the step all run; the architectures themselves are covered by tests/models.
+The config files are loaded with their ``runlocal`` argument (``sld_jax.configs_lib.runlocal``: tiny
+model and teacher, a few examples, two steps), so the dataset path, the method's objective, the
+teacher loading and the step all run; the architectures themselves are covered by tests/models.
 """
 
 import importlib.util
@@ -18,27 +18,18 @@ from sld_jax.train import loop
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
-def load(rel):
+def load_runlocal(rel, *, teacher_dir=None, data_dir):
+    """The config file ``rel`` as ``--config rel:runlocal`` gives it, on mock data and 2 devices."""
     path = CONFIG_DIR / rel
     spec = importlib.util.spec_from_file_location(f"cfg_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def shrink(config, *, teacher_dir=None, data_dir):
-    config.model = "resnet_tiny"
-    config.teacher.arch = "resnet_tiny"
+    config = module.get_config("runlocal")
     if teacher_dir is not None:
         config.teacher.checkpoint = teacher_dir
     config.dataset.data_dir = data_dir
     config.dataset.download = False
-    config.dataset.limit_train = 16
-    config.dataset.limit_test = 8
-    config.batch_size = 8
-    config.eval_batch_size = 8
     config.num_devices = 2
-    config.max_steps = 2
     return config
 
 
@@ -66,7 +57,7 @@ def mock_cifar():
 @pytest.fixture(scope="module")
 def teacher_dir(mock_cifar, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cifar_teacher"))
-    config = shrink(load("cifar100/vanilla/resnet32x4.py"), data_dir=workdir + "/tfds")
+    config = load_runlocal("cifar100/vanilla/resnet32x4.py", data_dir=workdir + "/tfds")
     config.max_steps = 1
     loop.run(config, workdir)
     return workdir
@@ -82,7 +73,7 @@ def teacher_dir(mock_cifar, tmp_path_factory):
     "cifar100/rkd_sld/resnet32x4_resnet8x4.py",
 ])
 def test_method_config_runs_two_steps(rel, teacher_dir, mock_cifar, tmp_path):
-    config = shrink(load(rel), teacher_dir=teacher_dir, data_dir=str(tmp_path / "tfds"))
+    config = load_runlocal(rel, teacher_dir=teacher_dir, data_dir=str(tmp_path / "tfds"))
     if config.method.endswith("+sld"):
         config.loss.gamma = 0  # epoch 1 > γ: the student-swap variant compiles and runs too
     result = loop.run(config, str(tmp_path / "run"))
