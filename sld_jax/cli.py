@@ -95,9 +95,13 @@ def _load_config(argv: list[str]):
     except (flags.Error, AttributeError, KeyError) as e:
         # A mistyped override: name the nearest valid key, read from the config without overrides.
         plain = flags.FlagValues()
-        config_flags.DEFINE_config_file("config", config_path, flag_values=plain,
-                                        lock_config=True, sys_argv=rest[:1])
-        raise SystemExit(f"error: {_config_key_error(rest, plain['config'].value) or e}")
+        try:
+            config_flags.DEFINE_config_file("config", config_path, flag_values=plain,
+                                            lock_config=True, sys_argv=rest[:1])
+            config = plain["config"].value
+        except flags.Error as bad:  # get_config itself failed (e.g. a bad path.py:ARG): its last line
+            raise SystemExit(f"error: {str(bad).strip().splitlines()[-1].split(': ', 1)[-1]}") from None
+        raise SystemExit(f"error: {_config_key_error(rest, config) or e}")
     return fv
 
 

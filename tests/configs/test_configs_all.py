@@ -80,6 +80,16 @@ def test_config_argument_errors_name_the_valid_items():
         load(CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "alpha=high")
 
 
+def test_cli_passes_the_argument_and_reports_a_bad_one_in_one_line():
+    from sld_jax import cli
+
+    fv = cli._load_config(["sld-train", "--config", "configs/cifar100/ablation/conditional_swap.py:0.3,runlocal",
+                           "--config.seed=3"])
+    assert (fv.config.loss.teacher_transform_kwargs.alpha, fv.config.model, fv.config.seed) == (0.3, "resnet_tiny", 3)
+    with pytest.raises(SystemExit, match=r"^error: unknown config argument 'runlocl'; this config takes runlocal"):
+        cli._load_config(["sld-train", "--config", "configs/cifar100/sld/resnet32x4_resnet8x4.py:runlocl"])
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_docstring_gives_row_top1_time_and_commands(path):
     """Each docstring names its paper row, the paper's top-1, the time, and its own commands."""
