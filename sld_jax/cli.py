@@ -2,18 +2,71 @@
 
 Thin wrappers: flags -> config -> :mod:`sld_jax.train.loop`. JAX is configured here (multi-host
 initialisation, logging), never at import time of the library.
+
+A user error (:class:`sld_jax.errors.UserError`: config, data, teacher, checkpoint, workdir) is
+printed as one line and exits with status 2; ``--verbose`` (or ``SLD_JAX_VERBOSE=1``) shows its
+traceback and the orbax/absl log lines that are hidden by default. Any other exception is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from sld_jax.errors import ConfigError, UserError
+
 DEFAULT_CONFIG = "configs/digits/demo.py"
+VERBOSE_ENV = "SLD_JAX_VERBOSE"
+USER_ERROR_EXIT = 2
+
+
+class ConfigFileNotFoundError(UserError, FileNotFoundError):
+    """The ``--config`` file does not exist."""
+
+
+def _verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def _user_error_message(e: BaseException) -> str | None:
+    """The one-line message of a user error, or None for a bug (which keeps its traceback)."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    if isinstance(e, UserError):
+        return lines[0]
+    if type(e).__name__ == "DataLossError":  # tf.errors.DataLossError: a corrupt TFDS record
+        return (f"a dataset record is corrupt ({lines[0][:200]}); delete the dataset's directory "
+                "under data_dir (or $TFDS_DATA_DIR) and prepare it again.")
+    return None
+
+
+def one_line_user_errors(main):
+    """Wraps a ``main(argv)``: user errors -> one line on stderr and exit status 2.
+
+    ``--verbose`` is removed from ``argv`` and sets ``SLD_JAX_VERBOSE=1``, under which user errors
+    keep their traceback too.
+    """
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if "--verbose" in argv:
+            argv = [a for a in argv if a != "--verbose"]
+            os.environ[VERBOSE_ENV] = "1"
+        try:
+            return main(argv)
+        except Exception as e:
+            message = _user_error_message(e)
+            if message is None or _verbose():
+                raise
+            prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "sld_jax"
+            print(f"{prog}: error: {message} (traceback: rerun with --verbose)", file=sys.stderr)
+            return USER_ERROR_EXIT
+    return wrapper
 
 
 def _repo_configs_dir() -> Path:
@@ -28,7 +81,7 @@ def resolve_config_path(path: str | None) -> str:
     for c in candidates:
         if c.is_file():
             return str(c) + colon + arg
-    raise FileNotFoundError(
+    raise ConfigFileNotFoundError(
         f"config file {spec!r} not found (looked in the current directory and in "
         f"{_repo_configs_dir()}); list the configs with `ls {_repo_configs_dir()}`.")
 
@@ -100,16 +153,15 @@ def _load_config(argv: list[str]):
                                             lock_config=True, sys_argv=rest[:1])
             config = plain["config"].value
         except flags.Error as bad:  # get_config itself failed (e.g. a bad path.py:ARG): its last line
-            raise SystemExit(f"error: {str(bad).strip().splitlines()[-1].split(': ', 1)[-1]}") from None
-        raise SystemExit(f"error: {_config_key_error(rest, config) or e}")
+            raise ConfigError(str(bad).strip().splitlines()[-1].split(": ", 1)[-1]) from None
+        raise ConfigError(str(_config_key_error(rest, config) or e)) from e
     return fv
 
 
 def _init_runtime(fv) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("absl", "jax._src", "orbax", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_libraries()
     import jax
 
     # A persistent compilation cache makes reruns, resumes and the demo's later runs start fast.
@@ -128,6 +180,36 @@ def _init_runtime(fv) -> None:
     del jax
 
 
+def _quiet_libraries() -> None:
+    """orbax/absl/TF log lines (hundreds on a failed save) only with --verbose."""
+    level = logging.WARNING if _verbose() else logging.CRITICAL
+    for noisy in ("absl", "orbax", "tensorflow"):
+        logging.getLogger(noisy).setLevel(level)
+    logging.getLogger("jax._src").setLevel(logging.WARNING)
+    if not _verbose():
+        sys.unraisablehook = _drop_orbax_leftovers
+
+
+def _drop_orbax_leftovers(unraisable) -> None:
+    """Hides the coroutines orbax leaves behind after a corrupt checkpoint (already warned about)."""
+    if "_read_array_index" in repr(getattr(unraisable, "object", "")):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _validated(config):
+    """The run config after every check that needs no data (ranges, names, devices)."""
+    from sld_jax.train import setup
+
+    try:
+        setup.validate(config)
+    except UserError:
+        raise
+    except ValueError as e:  # the checks' plain ValueErrors are config errors too
+        raise ConfigError(str(e)) from e
+    return config
+
+
 def _process_index() -> int:
     import jax
 
@@ -140,6 +222,7 @@ def _default_workdir(config) -> str:
     return os.path.join("workdirs", safe)
 
 
+@one_line_user_errors
 def train_main(argv: list[str] | None = None) -> int:
     """``sld-train [--config PATH] [--config.key=value ...] [--workdir DIR]``.
 
@@ -157,7 +240,7 @@ def train_main(argv: list[str] | None = None) -> int:
         return 0
     from sld_jax.train import loop
 
-    result = loop.run(config, workdir)
+    result = loop.run(_validated(config), workdir)
     if result["preempted"]:
         if _process_index() == 0:
             print(f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the "
@@ -170,6 +253,7 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@one_line_user_errors
 def eval_main(argv: list[str] | None = None) -> int:
     """``sld-eval --workdir DIR [--which best|last]``: evaluates a saved run on its test split."""
     argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
@@ -180,8 +264,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         elif a == "--workdir" and i + 1 < len(argv):
             workdir = argv[i + 1]
     if not workdir or not os.path.exists(os.path.join(workdir, "config.json")):
-        raise SystemExit(f"error: --workdir must name an sld-train run directory with a config.json "
-                         f"(got {workdir!r}).")
+        raise ConfigError(f"--workdir must name an sld-train run directory with a config.json "
+                          f"(got {workdir!r}).")
     import ml_collections
 
     with open(os.path.join(workdir, "config.json")) as f:
@@ -192,10 +276,13 @@ def eval_main(argv: list[str] | None = None) -> int:
             which = a.split("=", 1)[1]
         elif a == "--which" and i + 1 < len(argv):
             which = argv[i + 1]
-    logging.basicConfig(level=logging.INFO)
     from sld_jax.train import loop
+    from sld_jax.train.validation import check_which
 
-    result = loop.evaluate(config, workdir, which=which)
+    check_which(which)
+    logging.basicConfig(level=logging.INFO)
+    _quiet_libraries()
+    result = loop.evaluate(_validated(config), workdir, which=which)
     print(json.dumps(result))
     return 0
 

@@ -141,6 +141,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.on_nonfinite = "stop"
     # Stop after this many steps in total (0 = no limit; for smoke tests and benchmarks).
     c.max_steps = 0
+    # Resuming a workdir whose config.json differs in a field that changes the computation:
+    # "strict" refuses (listing the fields), "override" resumes with the new values on purpose.
+    c.resume_policy = "strict"
     return c
 
 

@@ -22,14 +22,16 @@ from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from sld_jax.errors import UserError
+
 T = TypeVar("T")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """A dataset is not in the data directory and could not be prepared there."""
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserError, ValueError):
     """Examples of a split have the wrong shape, dtype or label range."""
 
 

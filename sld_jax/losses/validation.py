@@ -36,7 +36,8 @@ def checked_labels(labels: jax.Array, num_classes: int) -> jax.Array:
     Under ``checkify.checkify`` (with or without ``jit``) an out-of-range label becomes an error
     that ``err.throw()`` raises on the host. Without checkify, an eager call with bad labels
     raises at once, and a ``jit``-traced call raises at trace time asking for the checkify
-    wrapper (a check inside ``jit`` cannot raise on its own).
+    wrapper (a check inside ``jit`` cannot raise on its own). Negative labels are out of range
+    too: unchecked inside ``jit``, a label in ``[-C, 0)`` silently reads class ``C + label``.
 
     Args:
       labels: ``[...]`` integer labels.
@@ -51,6 +52,9 @@ def checked_labels(labels: jax.Array, num_classes: int) -> jax.Array:
       >>> err, _ = checkify.checkify(checked_labels)(jnp.array([0, 7]), 5)
       >>> print(err.get())
       labels must lie in [0, 5); got min 0 and max 7 ...
+      >>> err, _ = checkify.checkify(checked_labels)(jnp.array([-1, 2]), 5)
+      >>> print(err.get())
+      labels must lie in [0, 5); got min -1 and max 2 ...
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a Python int >= 1, got {num_classes!r}.")

@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from sld_jax.errors import UserError
+
 __all__ = [
     "CheckpointMismatchError",
     "TEACHER_METADATA_FILE",
@@ -91,6 +93,10 @@ class CheckpointMismatchError(ValueError):
             f"checkpoint does not match {arch!r} with num_classes={num_classes} "
             f"({len(lines)} problem{'s' if len(lines) != 1 else ''}{hint}):\n" + "\n".join(lines)
         )
+
+
+class TeacherFileError(UserError, ValueError):
+    """A teacher file is empty, truncated, not written by ``torch.save``, or holds NaN/Inf."""
 
 
 def _require_torch():
@@ -142,21 +148,35 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       ImportError: torch is not installed.
       FileNotFoundError: ``path`` does not exist.
       ValueError: the file holds non-tensor pickled objects, or no state_dict could be found in it.
+      TeacherFileError: the file is empty, cut short or not a ``torch.save`` file, or a tensor holds
+        NaN/Inf (the message names them).
     """
     torch = _require_torch()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist; pass the path of a .pth file.")
+    not_torch = (f"{path!r} is not a PyTorch checkpoint ({{}}); pass the .pth file written by "
+                 "torch.save, and copy it again if it may have been cut short.")
+    if os.path.getsize(path) == 0:
+        raise TeacherFileError(not_torch.format("the file is empty"))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        what = f"e.g. {found.group(1)}" if found else "torch.load(weights_only=True) refused it"
+        if not found:  # not a pickle at all (random or foreign bytes)
+            raise TeacherFileError(not_torch.format("torch.load cannot parse it")) from e
         raise ValueError(
-            f"refusing {path!r}: it contains pickled objects that are not tensors or plain containers ({what}), "
+            f"refusing {path!r}: it contains pickled objects that are not tensors or plain containers "
+            f"(e.g. {found.group(1)}), "
             "and sld_jax never unpickles arbitrary objects; re-save only the weights with "
             "torch.save({'model': model.state_dict()}, path) where the file was made."
         ) from e
+    except (EOFError, OSError, RuntimeError, KeyError, UnicodeDecodeError) as e:
+        # EOFError: cut short at a pickle boundary; OSError/RuntimeError: a damaged zip archive
+        # (PytorchStreamReader); KeyError/UnicodeDecodeError: text or other non-pickle bytes.
+        detail = "it is cut short" if isinstance(e, (EOFError, OSError, RuntimeError)) else (
+            "it is not a torch.save file")
+        raise TeacherFileError(not_torch.format(detail)) from e
     state = obj
     if isinstance(obj, Mapping):
         for key in ("model", "state_dict"):
@@ -181,6 +201,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if v.is_floating_point():
             v = v.to(torch.float32)
         out[k[len(prefix):] if strip else k] = v.numpy()
+    nonfinite = [k for k, v in out.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if nonfinite:
+        raise TeacherFileError(
+            f"refusing {path!r}: tensors with NaN/Inf values ({', '.join(nonfinite[:5])}"
+            f"{f' and {len(nonfinite) - 5} more' if len(nonfinite) > 5 else ''}); a teacher must be finite, "
+            "so export it again from a good training checkpoint.")
     return out
 
 

@@ -6,8 +6,10 @@ Layout under a run's workdir::
     best/<step>/          the checkpoint with the best test top-1 so far
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so an
-interrupted save never looks like a checkpoint. A checkpoint that exists but cannot be read (a
-corrupt file) is skipped with a warning and the previous good one is used.
+interrupted save never looks like a checkpoint. Every checkpoint's metadata also carries
+checksums of its arrays and of itself (:mod:`sld_jax.train.integrity`). A checkpoint that exists
+but cannot be read (a corrupt file), does not match its checksums or holds non-finite values is
+skipped with a warning and the previous good one is used.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from sld_jax.errors import UserError
+from sld_jax.train import integrity
+from sld_jax.train.validation import check_which
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be written or no usable checkpoint could be read."""
 
 
@@ -63,8 +69,9 @@ class Checkpointer:
         self.workdir = os.path.abspath(workdir)
         check_writable(self.workdir)
         self._last = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"),
-                                           options=_options(keep))
-        self._best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=_options(1))
+                                           options=_options(keep), item_handlers=_item_handlers())
+        self._best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=_options(1),
+                                           item_handlers=_item_handlers())
 
     def all_steps(self) -> list[int]:
         """Steps of the complete checkpoints in ``checkpoints/``, ascending."""
@@ -73,8 +80,9 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, metadata: dict, *, best: bool = False) -> None:
         """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  metadata=ocp.args.JsonSave(metadata))
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)))
         managers = [self._last] + ([self._best] if best else [])
         for manager in managers:
             try:
@@ -85,7 +93,8 @@ class Checkpointer:
             except Exception as e:  # a full disk or a vanished directory: keep the previous ones
                 previous = [s for s in manager.all_steps() if s != step]
                 raise CheckpointError(
-                    f"could not write the checkpoint of step {step} to {manager.directory} ({e}); "
+                    f"could not write the checkpoint of step {step} to {manager.directory} "
+                    f"({_first_line(e)}); "
                     f"the previous checkpoint (step {previous[-1] if previous else 'none'}) is intact. "
                     "Free disk space or choose another --workdir, then rerun to resume."
                 ) from e
@@ -95,7 +104,8 @@ class Checkpointer:
 
         Returns:
           ``(state, metadata)``, or None when there is no checkpoint. A checkpoint that fails to
-          load triggers a warning and a fall-back to the previous one.
+          load or to verify (checksums, finite values) triggers a warning and a fall-back to the
+          previous one.
 
         Raises:
           CheckpointError: if checkpoints exist but none can be read.
@@ -108,7 +118,7 @@ class Checkpointer:
             except Exception as e:  # corrupt or partial: fall back
                 warnings.warn(
                     f"checkpoint {step} in {self._last.directory} is unreadable ({type(e).__name__}: "
-                    f"{str(e)[:200]}); falling back to the previous checkpoint.", RuntimeWarning)
+                    f"{_first_line(e)[:300]}); falling back to the previous checkpoint.", RuntimeWarning)
                 errors.append(step)
         if steps:
             raise CheckpointError(
@@ -124,16 +134,38 @@ class Checkpointer:
             return None
         return self._restore(self._best, steps[-1], target_state)
 
+    def last_good_step(self) -> int | None:
+        """The newest step in ``checkpoints/`` that restores and verifies (None if there is none)."""
+        for step in reversed(self.all_steps()):
+            try:
+                _restore_verified(self._last, step, _host_target(self._last, step))
+                return step
+            except Exception:  # noqa: BLE001 - any failure means "not good"
+                continue
+        return None
+
     @staticmethod
     def _restore(manager, step, target_state):
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(target_state)),
-            metadata=ocp.args.JsonRestore()))
-        return restored["state"], dict(restored["metadata"])
+        return _restore_verified(manager, step, _abstract(target_state))
 
     def close(self) -> None:
         self._last.close()
         self._best.close()
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message (orbax's can run to hundreds of lines)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _restore_verified(manager, step, target) -> tuple[Any, dict]:
+    """Restores ``step`` into ``target`` and verifies it; ``(state, metadata)``."""
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+    where = f"checkpoint {step} in {manager.directory}"
+    metadata = integrity.verify(restored["state"], dict(restored["metadata"]), where=where)
+    return restored["state"], metadata
 
 
 def _item_handlers() -> dict:
@@ -151,17 +183,23 @@ def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
 
 
-def load_run_variables(workdir: str, *, which: str = "best") -> tuple[dict, dict]:
+def load_run_variables(workdir: str, *, which: str = "best",
+                       fallback: bool = True) -> tuple[dict, dict]:
     """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
 
     Args:
       workdir: a ``sld-train`` workdir.
       which: "best" (the best test top-1) or "last"; "best" falls back to "last" if absent.
+      fallback: on a checkpoint that fails to load or verify, warn and try the previous one;
+        False (``sld-eval``): raise instead, so that no other checkpoint is evaluated silently.
+
+    Raises:
+      CheckpointError: no readable checkpoint, or (``fallback=False``) the newest one fails.
 
     Returns:
       ``({"params", "batch_stats"}, metadata)`` as host (numpy) arrays.
     """
-    subdirs = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    subdirs = ["best", "checkpoints"] if check_which(which) == "best" else ["checkpoints"]
     for sub in subdirs:
         directory = os.path.join(os.path.abspath(workdir), sub)
         if not os.path.isdir(directory):
@@ -174,16 +212,20 @@ def load_run_variables(workdir: str, *, which: str = "best") -> tuple[dict, dict
             steps = sorted(manager.all_steps())
             for step in reversed(steps):
                 try:
-                    restored = manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(_host_target(manager, step)),
-                        metadata=ocp.args.JsonRestore()))
+                    state, metadata = _restore_verified(manager, step, _host_target(manager, step))
                 except Exception as e:
-                    warnings.warn(f"checkpoint {step} in {directory} is unreadable ({e}); trying the previous one.",
-                                  RuntimeWarning)
+                    if not fallback:
+                        what = (_first_line(e) if isinstance(e, integrity.IntegrityError) else
+                                f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]})")
+                        raise CheckpointError(
+                            f"{what}; refusing to use it. Evaluate the other one (--which=best/last) "
+                            "or retrain from an earlier checkpoint.") from e
+                    warnings.warn(f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]}); "
+                                  "trying the previous one.", RuntimeWarning)
                     continue
-                state = jax.device_get(restored["state"])
+                state = jax.device_get(state)
                 variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
-                return variables, dict(restored["metadata"])
+                return variables, metadata
     raise CheckpointError(
         f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
         "teacher first with a vanilla config or import one with sld-import-teacher.")

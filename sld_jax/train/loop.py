@@ -9,7 +9,6 @@ TensorBoard events, ``metrics.jsonl``, checkpoints, a plot and a markdown summar
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -20,20 +19,24 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from sld_jax.errors import UserError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import metrics as metrics_lib
 from sld_jax.train import report, schedule, setup
+from sld_jax.train import workdir as workdir_lib
 from sld_jax.train.data_io import open_datasets
 from sld_jax.train.mesh import mesh_for
 from sld_jax.train.step import compile_train_step
+from sld_jax.train.teacher import check_teacher_logits, variables_mismatch
 
 log = logging.getLogger("sld_jax")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training produced a non-finite loss or gradient and ``on_nonfinite == "stop"``."""
 
 
@@ -89,14 +92,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       ValueError: bad config, teacher mismatch, bad data — before any training step.
       NonFiniteLossError: a non-finite loss with ``on_nonfinite == "stop"``.
       CheckpointError: an unwritable workdir or a failed save.
+      WorkdirBusyError: another run holds ``workdir``.
+      RunMismatchError: ``workdir`` holds a run with a config that differs in a field that
+        changes the computation (and ``resume_policy`` is not ``"override"``).
     """
-    t_start = time.perf_counter()
     setup.validate(config)
     workdir = os.path.abspath(workdir)
+    with workdir_lib.WorkdirLock(workdir):
+        workdir_lib.check_same_run(config, workdir)
+        return _run_locked(config, workdir)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    t_start = time.perf_counter()
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     mesh = mesh_for(config)
     built = setup.build(config, mesh, data=open_datasets(config, mesh))  # after the workdir check
     data, state = built.data, built.state
+    if built.teacher is not None:
+        check_teacher_logits(built.teacher, built.teacher_variables, next(iter(data.eval_batches())),
+                             mean=data.spec.mean, std=data.spec.std, where=config.teacher.checkpoint)
     spe = data.steps_per_epoch
     total_steps = spe * config.num_epochs
 
@@ -105,7 +120,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if restored is not None:
         state, meta = restored
         log.info("resumed from step %d in %s", int(state.step), workdir)
-        _forget_metrics_after(workdir, int(state.step))
+    workdir_lib.reset_metrics(workdir, int(state.step) if restored is not None else None)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -191,30 +206,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             "compiled_variants": {k: fn._cache_size() for k, fn in compiled.items()}}
 
 
-def _forget_metrics_after(workdir: str, step: int) -> None:
-    """Drops ``metrics.jsonl`` lines newer than the restored checkpoint (and torn lines).
-
-    A run killed between writing an epoch's metrics and saving its checkpoint repeats that epoch
-    on resume; without this its line would appear twice.
-    """
-    path = os.path.join(workdir, "metrics.jsonl")
-    if jax.process_index() != 0 or not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    keep = []
-    for line in lines:
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
-            continue
-    if len(keep) != len(lines):
-        with open(path + ".tmp", "w") as f:
-            f.writelines(keep)
-        os.replace(path + ".tmp", path)
-
-
 def _check_finite(pending, config, checkpointer) -> None:
     step, m = pending
     if float(m["finite"]) > 0:
@@ -222,10 +213,10 @@ def _check_finite(pending, config, checkpointer) -> None:
     if config.on_nonfinite == "skip":
         log.warning("step %d: non-finite loss or gradient; the update was skipped.", step)
         return
-    good = checkpointer.all_steps()
+    good = checkpointer.last_good_step()
     raise NonFiniteLossError(
         f"step {step}: the loss or a gradient is not finite (NaN/Inf); the update was not applied. "
-        f"Last good checkpoint: {'step ' + str(good[-1]) if good else 'none'} in "
+        f"Last good checkpoint: {'none' if good is None else f'step {good}'} in "
         f"{checkpointer.workdir}/checkpoints. Lower the learning rate, or set "
         "--config.on_nonfinite=skip to drop such steps.")
 
@@ -268,8 +259,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, which: str = "b
     """Evaluates a saved run (``sld-eval``): top-1/top-5 of its best or last checkpoint."""
     setup.validate(config)
     mesh = mesh_for(config)
-    variables, meta = ckpt_lib.load_run_variables(workdir, which=which)
+    variables, meta = ckpt_lib.load_run_variables(workdir, which=which, fallback=False)
     built = setup.build(config, mesh, train=False)
+    mismatch = variables_mismatch(variables, built.student, image_size=built.data.spec.image_size)
+    if mismatch:
+        raise ckpt_lib.CheckpointError(
+            f"the checkpoint in {workdir} does not fit its config.json (model {config.model!r}, "
+            f"{built.data.spec.num_classes} classes: {mismatch}); was config.json overwritten by "
+            "another run?")
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
     ev = evaluate_variables(built.eval_step, variables, built.data)
     return {"top1": ev["top1"], "top5": ev["top5"], "loss": ev["ce"], "count": int(ev["count"]),

@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from sld_jax import models
 from sld_jax.train import mesh as mesh_lib
-from sld_jax.train import methods, schedule
+from sld_jax.train import methods, schedule, validation
 from sld_jax.train.data_io import RunData, open_datasets
 from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
 from sld_jax.train.step import StepConfig, compile_eval_step
@@ -41,6 +42,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError: naming the field, what was wrong and the fix.
     """
+    validation.check_ranges(config)
     method = methods.get_method(config.method)  # unknown method -> error with suggestion
     models.check_name(config.model)
     if method.uses_teacher:

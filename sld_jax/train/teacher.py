@@ -9,18 +9,93 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from sld_jax import models
+from sld_jax.errors import UserError
 from sld_jax.train import checkpoint as ckpt_lib
+from sld_jax.train import integrity
 
 
-class TeacherMismatchError(ValueError):
+class TeacherError(UserError, ValueError):
+    """The teacher cannot be used: wrong architecture or classes, or non-finite values."""
+
+
+class TeacherMismatchError(TeacherError):
     """The teacher checkpoint does not match the configured architecture or class count."""
+
+
+class TeacherNotFoundError(UserError, FileNotFoundError):
+    """``teacher.checkpoint`` names no directory."""
+
+
+def nonfinite_tensors(variables: Any) -> list[str]:
+    """Dotted names of the floating-point arrays of ``variables`` holding NaN or Inf.
+
+    >>> nonfinite_tensors({"params": {"w": np.array([1.0, np.nan])}, "batch_stats": {}})
+    ['params.w']
+    """
+    return [name for name, leaf in integrity.leaf_names(variables)
+            if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact)
+            and not np.isfinite(np.asarray(leaf)).all()]
+
+
+def check_finite_teacher(variables: Any, where: str) -> None:
+    """Raises :class:`TeacherError` naming the tensors of ``variables`` that are not finite."""
+    bad = nonfinite_tensors(variables)
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise TeacherError(
+            f"the teacher in {where} has non-finite (NaN/Inf) values in {', '.join(bad[:5])}{more}; "
+            "it cannot teach: re-import it from a good checkpoint or retrain it.")
+
+
+def check_teacher_logits(model: Any, variables: Any, batch: dict, *, mean, std,
+                         where: str, max_images: int = 8) -> None:
+    """Checks once, before training, that the teacher's logits on real images are finite.
+
+    Runs op by op (outside ``jit``, where XLA may turn NaN into finite values) on the first
+    ``max_images`` images of this process's first shard of ``batch``.
+
+    Raises:
+      TeacherError: some logits are NaN or Inf.
+    """
+    from sld_jax.data import augment
+
+    images = np.asarray(batch["image"].addressable_shards[0].data)[:max_images]
+    with jax.disable_jit():
+        logits, _ = model.apply(jax.device_get(variables), augment.normalize(images, mean, std),
+                                train=False)
+    logits = np.asarray(logits, np.float32)
+    if not np.isfinite(logits).all():
+        raise TeacherError(
+            f"the teacher in {where} gives non-finite logits on the first test images "
+            f"({int((~np.isfinite(logits)).sum())} of {logits.size} values); check its weights and "
+            "compute_dtype (float16/bfloat16 may overflow), or re-import it.")
 
 
 def _shapes(tree) -> dict[str, tuple]:
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def variables_mismatch(variables: Any, model: Any, *, image_size: int) -> str:
+    """How ``variables`` differ from ``model``'s in names and shapes ("" when they fit)."""
+    expected = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)),
+                           train=False))
+    got, want = _shapes(variables), _shapes(dict(expected))
+    if got == want:
+        return ""
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    return "; ".join(
+        part for part in (
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {extra[:5]}" if extra else "",
+            "wrong shape " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5]) if wrong else "",
+        ) if part)
 
 
 def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dtype: Any,
@@ -33,12 +108,13 @@ def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dt
     Raises:
       TeacherMismatchError: the checkpoint's architecture or class count differs from the config,
         or its variables do not have the shapes of the configured architecture.
-      FileNotFoundError: the directory does not exist.
+      TeacherError: some parameters or statistics are NaN or Inf (named in the message).
+      TeacherNotFoundError: the directory does not exist.
     """
     path = os.path.abspath(os.path.expanduser(teacher_cfg.checkpoint))
     arch = teacher_cfg.arch
     if not os.path.isdir(path):
-        raise FileNotFoundError(
+        raise TeacherNotFoundError(
             f"teacher checkpoint directory {path!r} does not exist; train it with a vanilla config "
             f"(sld-train --config configs/.../vanilla/{arch}.py --workdir {teacher_cfg.checkpoint}) "
             "or convert a PyTorch one with sld-import-teacher.")
@@ -58,25 +134,14 @@ def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dt
             f"the teacher in {path} is a {saved_arch!r} but the config says teacher.arch={arch!r}; "
             f"set --config.teacher.arch={saved_arch} or point teacher.checkpoint elsewhere.")
     model = models.get_model(arch, num_classes=num_classes, dtype=dtype)
-    expected = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)),
-                           train=False))
-    got, want = _shapes(variables), _shapes(dict(expected))
     if saved_classes is not None and saved_classes != num_classes:
         raise TeacherMismatchError(
             f"the teacher in {path} has {saved_classes} classes but the dataset has {num_classes}.")
-    if got != want:
-        missing = sorted(set(want) - set(got))
-        extra = sorted(set(got) - set(want))
-        wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
-        details = "; ".join(
-            part for part in (
-                f"missing {missing[:5]}" if missing else "",
-                f"unexpected {extra[:5]}" if extra else "",
-                "wrong shape " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5]) if wrong else "",
-            ) if part)
+    details = variables_mismatch(variables, model, image_size=image_size)
+    if details:
         raise TeacherMismatchError(
             f"the teacher in {path} does not fit {arch} with {num_classes} classes ({details}); "
             "was it trained on another dataset?")
+    check_finite_teacher(variables, path)
     variables = jax.tree.map(jnp.asarray, variables)
     return model, variables

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sld_jax import configs_lib
-from sld_jax.train import methods, setup
+from sld_jax.errors import ConfigError
+from sld_jax.train import methods, setup, validation
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.py"))
@@ -86,7 +87,7 @@ def test_cli_passes_the_argument_and_reports_a_bad_one_in_one_line():
     fv = cli._load_config(["sld-train", "--config", "configs/cifar100/ablation/conditional_swap.py:0.3,runlocal",
                            "--config.seed=3"])
     assert (fv.config.loss.teacher_transform_kwargs.alpha, fv.config.model, fv.config.seed) == (0.3, "resnet_tiny", 3)
-    with pytest.raises(SystemExit, match=r"^error: unknown config argument 'runlocl'; this config takes runlocal"):
+    with pytest.raises(ConfigError, match=r"^unknown config argument 'runlocl'; this config takes runlocal"):
         cli._load_config(["sld-train", "--config", "configs/cifar100/sld/resnet32x4_resnet8x4.py:runlocl"])
 
 
@@ -121,6 +122,17 @@ def test_runlocal_shrinks_every_run_of_a_suite():
     assert demo.name == "digits_demo_runlocal"
     assert {demo.runs[n].model for n in demo.suite} == {"resnet_tiny"}
     assert {demo.runs[n].max_steps for n in demo.suite} == {2}
+
+
+def test_every_numeric_field_of_every_config_has_a_stated_range():
+    configs = [configs_lib.base_config()] + [run for path in CONFIG_FILES for run in _run_configs(load(path))]
+    unchecked = {
+        key
+        for config in configs
+        for key, value in validation.flatten(config)
+        if validation.is_numeric(value) and validation.rule_for(key) is None
+    }
+    assert not unchecked, f"give these fields a range in sld_jax.train.validation.RANGES: {sorted(unchecked)}"
 
 
 def test_reference_hyper_parameters():

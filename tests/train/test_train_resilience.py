@@ -7,7 +7,6 @@ process. Final states are compared bit for bit with an uninterrupted run (CPU is
 """
 
 import errno
-import gc
 import glob
 import importlib.util
 import json
@@ -47,17 +46,11 @@ def _load_tiny_config():
 
 
 # Orbax's readers of a corrupt checkpoint leave failed coroutines (and callbacks into a closed
-# event loop) behind; every test here collects them (gc, after the test's own references are gone)
-# so that this noise is reported, and ignored, here rather than in whichever test runs next.
-pytestmark = pytest.mark.filterwarnings(
+# event loop) behind; every test here collects them (tests/train/conftest.py) so that this noise is
+# reported, and ignored, here rather than in whichever test runs next.
+pytestmark = [pytest.mark.usefixtures("collect_orbax_leftovers"), pytest.mark.filterwarnings(
     "ignore:Exception ignored in. (<coroutine object _read_array_index|None)"
-    ":pytest.PytestUnraisableExceptionWarning")
-
-
-@pytest.fixture(autouse=True)
-def _collect_orbax_leftovers():
-    yield
-    gc.collect()
+    ":pytest.PytestUnraisableExceptionWarning")]
 
 TINY = _load_tiny_config()
 SPE = TINY.STEPS_PER_EPOCH
