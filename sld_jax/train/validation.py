@@ -77,7 +77,7 @@ def _fmt(x: float | None) -> str:
 _POSITIVE_INT = Range(1, integer=True)
 _COUNT = Range(0, integer=True)
 _WEIGHT = Range(0)
-_TEMPERATURE = Range(0, low_open=True)
+_TEMPERATURE = _POSITIVE = Range(0, low_open=True)
 
 # Every numeric field of a run config (``sld_jax.configs_lib.base_config`` and the config files).
 # A key ending in ``.*`` covers every numeric field below that prefix.
@@ -95,6 +95,12 @@ RANGES: dict[str, Range] = {
     "loss.dkd.beta": _WEIGHT,
     "loss.dkd.temperature": _TEMPERATURE,
     "loss.dkd.warmup": _COUNT,
+    "loss.mlkd.kd_weight": _WEIGHT,
+    "loss.mlkd.temperatures": Range(0, low_open=True, sequence=True),
+    "loss.rkd.rkd_weight": _WEIGHT,
+    "loss.rkd.distance_weight": _WEIGHT,
+    "loss.rkd.angle_weight": _WEIGHT,
+    "loss.rkd.eps": _POSITIVE,
     # Ablation processors check their own hyper-parameters; here: finite numbers.
     "loss.teacher_transform_kwargs.*": Range(),
     "optim.lr": Range(0, low_open=True),

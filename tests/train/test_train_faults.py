@@ -532,11 +532,11 @@ def test_every_method_is_zero_with_finite_gradients_when_every_example_is_masked
     s = tuple(jnp.asarray(rng.normal(size=(4, 5)), jnp.float32) for _ in range(2))
     t = tuple(jnp.asarray(rng.normal(size=(4, 5)), jnp.float32) for _ in range(2))
     y, empty = jnp.asarray(rng.integers(0, 5, 4)), jnp.zeros(4, bool)
+    features = tuple(jnp.asarray(rng.normal(size=(4, 6)), jnp.float32) for _ in range(2))
     loss_cfg = configs_lib.base_config().loss
     variants = [
         (name, swap)
         for name, method in methods.METHODS.items()
-        if not method.uses_features
         for swap in ((False, True) if method.student_swap_gated else (False,))
     ]
 
@@ -553,6 +553,8 @@ def test_every_method_is_zero_with_finite_gradients_when_every_example_is_masked
             epoch=jnp.float32(200),
             student_swap=swap,
             pseudo_teacher=methods.pseudo_teacher_kwargs(loss_cfg),
+            student_embeddings=features[:views],
+            teacher_embeddings=features[:views],
         )
 
     @jax.jit  # every variant in one compiled function: one compilation
