@@ -15,6 +15,10 @@ take ``student_embeddings=`` and ``teacher_embeddings=``. Every teacher-side log
 from sld_jax.losses.dkd import dkd_loss
 from sld_jax.losses.dkd import dkd_objective
 from sld_jax.losses.dkd import dkd_warmup_factor
+from sld_jax.losses.fused_linear import fused_linear_sld_loss
+from sld_jax.losses.fused_linear import fused_linear_sld_loss_from_teacher_logits
+from sld_jax.losses.fused_linear import fused_linear_sld_loss_from_teacher_topk
+from sld_jax.losses.fused_linear import sparse_teacher_logits
 from sld_jax.losses.kd import ce_objective
 from sld_jax.losses.kd import kd_loss
 from sld_jax.losses.kd import kd_objective
@@ -68,6 +72,10 @@ __all__ = [
     "dkd_objective",
     "dkd_warmup_factor",
     "extreme_addition",
+    "fused_linear_sld_loss",
+    "fused_linear_sld_loss_from_teacher_logits",
+    "fused_linear_sld_loss_from_teacher_topk",
+    "sparse_teacher_logits",
     "get_teacher_transform",
     "ground_truth_addition",
     "kd_loss",
