@@ -50,6 +50,31 @@ def prepare(
     return views, labels, mask
 
 
+def resolve_mask(mask: jax.Array | None, where: jax.Array | None) -> jax.Array | None:
+    """The objectives' per-example mask, given as ``where=`` (optax's name) or ``mask=``, not both."""
+    if mask is not None and where is not None:
+        raise TypeError("pass the per-example mask once, as where= (optax's name) or mask=, not both.")
+    return where if where is not None else mask
+
+
+def mask_rows(
+    where: jax.Array | None, labels: jax.Array | None, *logits: jax.Array
+) -> tuple[jax.Array | None, jax.Array | None, list[jax.Array]]:
+    """Validates ``where`` (the per-example shape) and selects away masked rows of a per-example loss.
+
+    Returns ``(where as bool, labels with 0 where masked, logits with zeros where masked)``; the
+    caller then selects 0 into the masked outputs. Selecting (not multiplying) keeps a NaN in a
+    masked row out of the result and out of the gradient, and lets masked rows carry any label.
+    """
+    if where is None:
+        return None, labels, list(logits)
+    _checks.check_mask_array(where, logits[0].shape[:-1])
+    keep = where.astype(bool)
+    if labels is not None:
+        labels = jnp.where(keep, labels, 0)
+    return keep, labels, [jnp.where(keep[..., None], x, jnp.zeros((), x.dtype)) for x in logits]
+
+
 def check_transform(teacher_transform: object) -> None:
     """Raises unless ``teacher_transform`` is None or a callable ``(logits, labels) -> logits``."""
     if teacher_transform is not None and not callable(teacher_transform):

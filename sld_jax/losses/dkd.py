@@ -122,6 +122,7 @@ def dkd_objective(
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""mdistiller's DKD objective: :math:`w_{ce}\,\mathrm{CE} + \text{warmup}\cdot\overline{\mathrm{DKD}}`.
 
@@ -144,6 +145,9 @@ def dkd_objective(
       teacher_transform: teacher-side processor ("DKD + swap" with ``swap_logits``).
       logit_standardization: z-score both logits before DKD (Sun et al. 2024).
       mask: ``[B]`` bool, False for padded examples.
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+        leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
+        the means run over the valid entries.
 
     Returns:
       ``(loss, terms)`` with ``ce``, ``kd`` (weighted, warm-up included) and ``loss``.
@@ -163,7 +167,7 @@ def dkd_objective(
     elif warmup_factor is None:
         warmup_factor = 1.0
     views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
     )
     logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
     ce = jnp.float32(0.0)

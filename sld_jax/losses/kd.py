@@ -10,7 +10,11 @@ from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, m
 
 
 def kd_loss(
-    student_logits: jax.Array, teacher_logits: jax.Array, temperature: float = 4.0
+    student_logits: jax.Array,
+    teacher_logits: jax.Array,
+    temperature: float = 4.0,
+    *,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     r"""Hinton's distillation loss per example: KL(softmax(t/T) ‖ softmax(s/T)) · T².
 
@@ -18,6 +22,8 @@ def kd_loss(
       student_logits: ``[..., C]`` floating.
       teacher_logits: ``[..., C]`` floating, same shape.
       temperature: positive Python float.
+      where: ``[...]`` bool (optax's convention) or None: False marks a padded or ignored example
+        (token), whose loss is exactly 0 with zero gradient, whatever its logits.
 
     Returns:
       ``[...]`` float32 per-example losses.
@@ -35,7 +41,9 @@ def kd_loss(
     _checks.check_logits("teacher_logits", teacher_logits)
     _checks.check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
     (temperature,) = _checks.check_temperatures((temperature,))
-    return multi_temperature_kd(student_logits, teacher_logits, (temperature,))[..., 0]
+    where, _, (student_logits, teacher_logits) = _views.mask_rows(where, None, student_logits, teacher_logits)
+    loss = multi_temperature_kd(student_logits, teacher_logits, (temperature,))[..., 0]
+    return loss if where is None else jnp.where(where, loss, 0.0)
 
 
 def kd_objective(
@@ -51,6 +59,7 @@ def kd_objective(
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""Hinton's KD objective of one batch (mdistiller's ``KD``: T 4, CE 0.1, KD 0.9).
 
@@ -72,6 +81,9 @@ def kd_objective(
       logit_standardization: z-score student and teacher logits before the softmax
         (Sun et al. 2024; see :func:`standardized_kd_objective`). CE uses the raw logits.
       mask: ``[B]`` bool, False for padded examples.
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+        leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
+        the means run over the valid entries.
 
     Returns:
       ``(loss, terms)`` with float32 scalars ``ce``, ``kd`` (both weighted) and ``loss``.
@@ -85,7 +97,7 @@ def kd_objective(
     """
     temperature = _checks.check_temperatures((temperature,))
     views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
     )
     logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
     ce = jnp.float32(0.0)

@@ -185,6 +185,7 @@ def mlkd_objective(
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""The MLKD objective of a batch with a weak and a strong view.
 
@@ -220,6 +221,7 @@ def mlkd_objective(
       teacher_transform: teacher-side processor, e.g. ``swap_logits``.
       logit_standardization: z-score the logits of the instance-level terms.
       mask: ``[B]`` bool, False for padded examples.
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both).
 
     Returns:
       ``(loss, terms)`` with weighted float32 scalars ``ce``, ``kd``, ``cc``, ``bc`` and ``loss``.
@@ -238,7 +240,7 @@ def mlkd_objective(
     standardize = _checks.check_static_bool("logit_standardization", logit_standardization)
     temps = _checks.check_temperatures(temperatures)
     views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
     )
     (sw, tw), (ss, ts) = views
     tw = _views.teacher_target(tw, labels, teacher_transform)

@@ -94,8 +94,11 @@ def sld_loss_per_temperature(
     student_swap: bool,
     stop_gradient_pseudo_teacher: bool = False,
     teacher_transform: LogitTransform | None = swap_logits,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     """Like :func:`sld_loss`, but keeps the temperature axis: returns ``[..., K]`` float32.
+
+    Where ``where`` is False the row is ``0`` (see :func:`sld_loss`).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -107,14 +110,17 @@ def sld_loss_per_temperature(
     _checks.check_logits("student_logits", student_logits)
     _checks.check_logits("teacher_logits", teacher_logits)
     _checks.check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
-    _checks.check_labels(labels, student_logits, "student_logits")
+    _checks.check_mask_array(where, student_logits.shape[:-1])
+    _checks.check_labels(labels, student_logits, "student_logits", where)
     temps = _checks.check_temperatures(temperatures)
-    labels = labels.astype(jnp.int32)
+    where, labels, (student_logits, teacher_logits) = _views.mask_rows(
+        where, labels.astype(jnp.int32), student_logits, teacher_logits
+    )
     target, student_swap, sg = _teacher_and_swap_args(
         teacher_logits, labels, teacher_transform, student_swap, stop_gradient_pseudo_teacher
     )
     terms, _, _ = _sld_terms(student_logits, target, labels, temps, student_swap, sg)
-    return terms
+    return terms if where is None else jnp.where(where[..., None], terms, 0.0)
 
 
 def sld_loss(
@@ -126,6 +132,7 @@ def sld_loss(
     student_swap: bool,
     stop_gradient_pseudo_teacher: bool = False,
     teacher_transform: LogitTransform | None = swap_logits,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     r"""Per-example Swapped Logit Distillation loss (no CE, no loss weight, no batch mean).
 
@@ -146,6 +153,9 @@ def sld_loss(
       stop_gradient_pseudo_teacher: detach ``swap(s)`` in the pseudo-teacher term.
       teacher_transform: the teacher-side logit processor, ``swap_logits`` by default; any of the
         ablation variants in :mod:`sld_jax.losses.processing`, or None for plain multi-T KD.
+      where: ``[...]`` bool (shape ``labels.shape``; optax's convention) or None: False marks a
+        padded or ignored example (token), whose loss is exactly 0 with zero gradient, whatever
+        its logits (NaN included) and label (e.g. an ignore index of -100).
 
     Returns:
       ``[...]`` float32 per-example losses (shape ``labels.shape``).
@@ -168,6 +178,7 @@ def sld_loss(
             student_swap=student_swap,
             stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
             teacher_transform=teacher_transform,
+            where=where,
         ),
         axis=-1,
     )
@@ -233,6 +244,7 @@ def sld_objective(
     kd_weight: float = 0.9,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
     stop_gradient_pseudo_teacher: bool = False,
     teacher_transform: LogitTransform | None = swap_logits,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -258,6 +270,9 @@ def sld_objective(
       temperatures: static tuple of temperatures.
       mask: ``[B]`` bool (or 0/1), False for padded examples; means are over real examples, and
         padded rows are replaced by zeros first (their gradient is exactly 0, a NaN there is harmless).
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+        leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
+        the means run over the valid entries.
       stop_gradient_pseudo_teacher: detach the pseudo-teacher.
       teacher_transform: the teacher-side logit processor (see :func:`sld_loss`).
 
@@ -278,7 +293,7 @@ def sld_objective(
     if student_swap is None:
         student_swap = student_swap_active(epoch, gamma)
     views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
     )
     temps = _checks.check_temperatures(temperatures)
     ce = jnp.float32(0.0)

@@ -53,12 +53,14 @@ def standardized_kd_objective(
     kd_weight: float = 9.0,
     teacher_transform: LogitTransform | None = None,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """KD with logit standardisation, with the authors' CIFAR-100 defaults (T 2, CE 0.1, KD 9).
 
     :func:`~sld_jax.losses.kd_objective` with ``logit_standardization=True``: CE on the raw
     student logits, KD between the z-scored student and (processed) teacher logits. For DKD or
-    MLKD with standardisation pass ``logit_standardization=True`` to their objectives.
+    MLKD with standardisation pass ``logit_standardization=True`` to their objectives. ``mask``
+    (or ``where``) and any leading shape work as there.
 
     Returns:
       ``(loss, terms)`` with ``ce``, ``kd`` (weighted) and ``loss``.
@@ -74,4 +76,5 @@ def standardized_kd_objective(
         student_weak, student_strong, teacher_weak, teacher_strong, labels,
         temperature=temperature, ce_weight=ce_weight, kd_weight=kd_weight,
         teacher_transform=teacher_transform, logit_standardization=True, mask=mask,
+        where=where,
     )
