@@ -272,3 +272,11 @@ def test_fused_linear_sld_rejects_bad_inputs(mesh):
     err, _ = jax.jit(checkify.checkify(step))(x["labels"].at[2].set(V + 3))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 16\)"):
         err.throw()
+
+
+def test_lm_benchmark_prints_its_table(capsys):
+    from sld_jax.bench import lm
+
+    assert lm.main(["--sizes", "8x16", "--hidden", "4", "--token-chunk", "4", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "machine:" in out and "load average" in out and "| 8 | 16 |" in out
