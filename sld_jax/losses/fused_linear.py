@@ -223,6 +223,17 @@ _SHARED_ARGS = """
 """
 
 
+#: The keyword options every fused form passes on to ``_objective`` unchanged.
+_OPTION_NAMES = (
+    "where", "temperatures", "student_swap", "ce_weight", "kd_weight", "token_chunk", "vocab_chunk",
+    "logit_soft_cap", "stop_gradient_pseudo_teacher", "vocab_axis_name", "token_axis_name",
+)
+
+
+def _options(scope: dict) -> dict:
+    return {name: scope[name] for name in _OPTION_NAMES}
+
+
 def _with_shared_args(fn):
     """Puts the arguments common to the three fused forms into ``fn``'s docstring (one source)."""
     marker = "\n      <shared arguments: labels ... token_axis_name, and Returns; see _SHARED_ARGS>\n"
@@ -308,10 +319,7 @@ def fused_linear_sld_loss(
     return _objective(
         student_hidden, student_kernel, student_bias, "linear",
         (jax.lax.stop_gradient(teacher_hidden),), (teacher_kernel, jax.lax.stop_gradient(bias)), labels,
-        where=where, temperatures=temperatures, student_swap=student_swap, ce_weight=ce_weight,
-        kd_weight=kd_weight, token_chunk=token_chunk, vocab_chunk=vocab_chunk,
-        logit_soft_cap=logit_soft_cap, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
-        vocab_axis_name=vocab_axis_name, token_axis_name=token_axis_name,
+        **_options(locals()),
     )
 
 
@@ -367,10 +375,7 @@ def fused_linear_sld_loss_from_teacher_logits(
     return _objective(
         student_hidden, student_kernel, student_bias, "logits",
         (jax.lax.stop_gradient(teacher_logits),), (), labels,
-        where=where, temperatures=temperatures, student_swap=student_swap, ce_weight=ce_weight,
-        kd_weight=kd_weight, token_chunk=token_chunk, vocab_chunk=vocab_chunk,
-        logit_soft_cap=logit_soft_cap, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
-        vocab_axis_name=vocab_axis_name, token_axis_name=token_axis_name,
+        **_options(locals()),
     )
 
 
@@ -447,10 +452,7 @@ def fused_linear_sld_loss_from_teacher_topk(
     tok = (stop(teacher_topk_values), teacher_topk_indices.astype(jnp.int32), stop(teacher_label_logits))
     return _objective(
         student_hidden, student_kernel, student_bias, "topk", tok, (), labels,
-        where=where, temperatures=temperatures, student_swap=student_swap, ce_weight=ce_weight,
-        kd_weight=kd_weight, token_chunk=token_chunk, vocab_chunk=vocab_chunk,
-        logit_soft_cap=logit_soft_cap, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
-        vocab_axis_name=vocab_axis_name, token_axis_name=token_axis_name,
+        **_options(locals()),
     )
 
 
