@@ -120,6 +120,7 @@ def ce_objective(
     *,
     ce_weight: float = 1.0,
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""Plain cross-entropy training (no teacher): :math:`L = w_{ce} \sum_v \overline{\mathrm{CE}}(s_v, y)`.
 
@@ -132,6 +133,8 @@ def ce_objective(
       labels: ``[B]`` integer labels.
       ce_weight: the loss weight.
       mask: ``[B]`` bool, False for padded examples.
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+        leading shape works, as in :func:`kd_objective`.
 
     Returns:
       ``(loss, terms)`` with float32 scalars ``ce`` (weighted) and ``loss``.
@@ -145,6 +148,7 @@ def ce_objective(
     if teacher_weak is not None or teacher_strong is not None:
         raise ValueError("ce_objective trains without a teacher: pass None for the teacher logits.")
     strong = student_strong
+    mask = _views.resolve_mask(mask, where)
     views, labels, mask = _views.prepare(student_weak, strong, student_weak, strong, labels, mask)
     ce = jnp.float32(0.0)
     for s, _ in views:

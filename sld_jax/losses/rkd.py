@@ -239,6 +239,7 @@ def rkd_objective(
     student_embeddings: jax.Array | Sequence[jax.Array],
     teacher_embeddings: jax.Array | Sequence[jax.Array],
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
     epoch: int | jax.Array | None = None,
     student_swap: bool | None = None,
     ce_weight: float = 1.0,
@@ -262,6 +263,7 @@ def rkd_objective(
       student_embeddings, teacher_embeddings: ``[B, D]`` pooled features, or a tuple with one
         such array per view (weak, then strong); the feature sizes of the two sides may differ.
       mask: ``[B]`` bool, False for padded examples.
+      where: the same mask under optax's name (pass ``where`` or ``mask``, not both).
       epoch, student_swap: ignored.
       ce_weight, rkd_weight: reference 1 and 1.
       distance_weight, angle_weight, eps, squared: see :func:`rkd_loss`.
@@ -279,6 +281,7 @@ def rkd_objective(
       0.0
     """
     del epoch, student_swap
+    mask = _views.resolve_mask(mask, where)
     views, labels, mask = _views.prepare(
         student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
     )
@@ -306,6 +309,7 @@ def rkd_sld_objective(
     student_embeddings: jax.Array | Sequence[jax.Array],
     teacher_embeddings: jax.Array | Sequence[jax.Array],
     mask: jax.Array | None = None,
+    where: jax.Array | None = None,
     epoch: int | None = None,
     student_swap: bool | None = None,
     gamma: int = 150,
@@ -331,7 +335,7 @@ def rkd_sld_objective(
     swapped: SLD's terms replace RKD's cross-entropy.
 
     Args:
-      student_weak, student_strong, teacher_weak, teacher_strong, labels, mask, epoch,
+      student_weak, student_strong, teacher_weak, teacher_strong, labels, mask, where, epoch,
         student_swap, gamma, ce_weight, kd_weight, temperatures, stop_gradient_pseudo_teacher,
         teacher_transform: as :func:`~sld_jax.losses.sld_objective` (pass ``student_swap`` or a
         static ``epoch``; a traced ``epoch`` is ignored when ``student_swap`` is given).
@@ -353,6 +357,7 @@ def rkd_sld_objective(
     """
     if student_swap is not None:
         epoch = None
+    mask = _views.resolve_mask(mask, where)
     loss, terms = sld_objective(
         student_weak,
         student_strong,

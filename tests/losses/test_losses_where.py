@@ -1,5 +1,7 @@
 """``where=`` on the per-example losses and the objectives: token masks and any leading shape."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +45,7 @@ def test_per_token_where_zeroes_masked_tokens_and_their_gradient(tokens, name):
 
 
 OBJECTIVES = {
+    "ce": lambda sw, ss, tw, ts, y, **kw: losses.ce_objective(sw, ss, None, None, y, **kw),
     "sld": lambda *a, **kw: losses.sld_objective(*a, student_swap=True, **kw),
     "kd": losses.kd_objective,
     "dkd": lambda *a, **kw: losses.dkd_objective(*a, epoch=30, **kw),
@@ -72,3 +75,14 @@ def test_where_must_have_the_labels_shape(tokens):
         losses.sld_loss(s, t, y, student_swap=False, where=where[:, :2])
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 5\)"):
         losses.sld_loss(s, t, y, student_swap=False)  # -100 is only allowed where masked
+
+
+def test_rkd_objectives_take_where_as_their_mask():
+    rng = np.random.default_rng(1)
+    z = jnp.asarray(rng.standard_normal((4, C)), jnp.float32)
+    f = jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)
+    y = jnp.array([0, 1, 2, 3])
+    keep = jnp.array([True, True, True, False])
+    kw = dict(student_embeddings=f, teacher_embeddings=2.0 * f)
+    for fn in (losses.rkd_objective, functools.partial(losses.rkd_sld_objective, student_swap=True)):
+        assert float(fn(z, None, z, None, y, where=keep, **kw)[0]) == float(fn(z, None, z, None, y, mask=keep, **kw)[0])
