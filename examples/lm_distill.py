@@ -1,6 +1,6 @@
 """Distil a small byte-level decoder-only LM with SLD through ``fused_linear_sld_loss`` (plain optax).
 
-    python examples/lm_distill.py            # ~5 min on a 2-core CPU, offline
+    python examples/lm_distill.py            # offline; 7 CPU-minutes (11 min wall on a shared 2-core box)
 
 The corpus is the Python standard library's own source files (on every machine with Python),
 read as bytes (vocabulary 256) and split *by file* into train and validation. A teacher is
@@ -12,7 +12,10 @@ trained with cross-entropy, then three smaller students from the same initialisa
   output kernels (0.1 CE + 0.9 SLD over T = 1..6), with the pseudo-teacher term switched on after
   ``--gamma`` of the steps (the paper's loss schedule, 150/240).
 
-Each line reports validation bits per byte. This is an example of calling the loss from someone
+Each line reports validation bits per byte. Measured (2-core EPYC, shared, load 4–6; 11 min wall,
+7.2 CPU-minutes): teacher 2.900, students CE 3.486, KD 3.453, SLD 3.632 bits/byte — with this
+small, briefly trained byte-level pair the six-temperature SLD term at the reference weights
+(CE 0.1, SLD 0.9) hurts where single-temperature KD helps. This is an example of calling the loss from someone
 else's training loop, not a trainer: one ``train_step`` per objective, plain ``optax.adamw``.
 """
 
@@ -142,7 +145,7 @@ def train(model, params, data, steps, *, method, args, teacher=None, teacher_par
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher-steps", type=int, default=400)
+    parser.add_argument("--teacher-steps", type=int, default=800)
     parser.add_argument("--student-steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--context", type=int, default=128)
