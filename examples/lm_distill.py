@@ -81,7 +81,7 @@ class ByteLM(nn.Module):
         self.pos = self.param("pos", nn.initializers.normal(0.02), (self.context, self.dim))
         self.blocks = [Block(self.dim, self.heads) for _ in range(self.layers)]
         self.norm = nn.LayerNorm()
-        self.head = self.param("head", nn.initializers.normal(self.dim ** -0.5), (self.dim, VOCAB))
+        self.head = self.param("head", nn.initializers.normal(self.dim**-0.5), (self.dim, VOCAB))
 
     def hidden(self, tokens):
         x = self.embed(tokens) + self.pos[: tokens.shape[1]]
@@ -95,7 +95,7 @@ class ByteLM(nn.Module):
 
 def windows(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """``[len(starts), length + 1]`` byte windows (inputs and next-byte labels)."""
-    return np.stack([data[s: s + length + 1] for s in starts])
+    return np.stack([data[s : s + length + 1] for s in starts])
 
 
 def objective(params, teacher_params, batch, *, model, teacher, method, student_swap):
@@ -111,15 +111,17 @@ def objective(params, teacher_params, batch, *, model, teacher, method, student_
         s_logits, t_logits = h @ head, th @ t_head
         ce = optax.softmax_cross_entropy_with_integer_labels(s_logits, y).mean()
         return 0.1 * ce + 0.9 * losses.kd_loss(s_logits, t_logits, temperature=2.0).mean()
-    loss, _ = losses.fused_linear_sld_loss(h, head, th, t_head, y, student_swap=student_swap,
-                                           ce_weight=0.1, kd_weight=0.9, token_chunk=1024)
+    loss, _ = losses.fused_linear_sld_loss(
+        h, head, th, t_head, y, student_swap=student_swap, ce_weight=0.1, kd_weight=0.9, token_chunk=1024
+    )
     return loss
 
 
 @functools.partial(jax.jit, static_argnames=("model", "teacher", "method", "student_swap", "tx"))
 def train_step(params, opt_state, teacher_params, batch, *, model, teacher, method, student_swap, tx):
-    loss, grads = jax.value_and_grad(objective)(params, teacher_params, batch, model=model, teacher=teacher,
-                                                method=method, student_swap=student_swap)
+    loss, grads = jax.value_and_grad(objective)(
+        params, teacher_params, batch, model=model, teacher=teacher, method=method, student_swap=student_swap
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
@@ -138,8 +140,16 @@ def train(model, params, data, steps, *, method, args, teacher=None, teacher_par
     for step in range(steps):
         starts = rng.integers(0, len(data) - args.context - 1, args.batch)
         params, opt_state, loss = train_step(
-            params, opt_state, teacher_params, jnp.asarray(windows(data, starts, args.context)),
-            model=model, teacher=teacher, method=method, student_swap=step >= switch, tx=tx)
+            params,
+            opt_state,
+            teacher_params,
+            jnp.asarray(windows(data, starts, args.context)),
+            model=model,
+            teacher=teacher,
+            method=method,
+            student_swap=step >= switch,
+            tx=tx,
+        )
     return params, float(loss)
 
 
@@ -150,29 +160,51 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--gamma", type=float, default=150 / 240, help="fraction of steps before the student swap")
+    parser.add_argument(
+        "--gamma", type=float, default=150 / 240, help="fraction of steps before the student swap"
+    )
     parser.add_argument("--eval-windows", type=int, default=128)
     args = parser.parse_args(argv)
 
     start = time.time()
     train_data, val_data = stdlib_corpus(4_000_000, 400_000)
-    val = jnp.asarray(windows(val_data, np.linspace(0, len(val_data) - args.context - 2, args.eval_windows,
-                                                    dtype=np.int64), args.context))
-    print(f"corpus: {len(train_data):,} train bytes, {len(val_data):,} validation bytes (stdlib of Python "
-          f"{sys.version.split()[0]}, split by file); {jax.devices()[0].device_kind}")
+    val = jnp.asarray(
+        windows(
+            val_data,
+            np.linspace(0, len(val_data) - args.context - 2, args.eval_windows, dtype=np.int64),
+            args.context,
+        )
+    )
+    print(
+        f"corpus: {len(train_data):,} train bytes, {len(val_data):,} validation bytes (stdlib of Python "
+        f"{sys.version.split()[0]}, split by file); {jax.devices()[0].device_kind}"
+    )
     teacher = ByteLM(dim=128, layers=4, heads=4, context=args.context)
     student = ByteLM(dim=64, layers=2, heads=4, context=args.context)
     x0 = jnp.zeros((1, args.context), jnp.int32)
     t_params = teacher.init(jax.random.key(0), x0)
     t_params, _ = train(teacher, t_params, train_data, args.teacher_steps, method="ce", args=args)
-    print(f"teacher  ({args.teacher_steps} steps): {float(eval_bits(t_params, val, model=teacher)):.3f} bits/byte"
-          f"  [{time.time() - start:.0f} s]")
+    print(
+        f"teacher  ({args.teacher_steps} steps): {float(eval_bits(t_params, val, model=teacher)):.3f} bits/byte"
+        f"  [{time.time() - start:.0f} s]"
+    )
     s_init = student.init(jax.random.key(1), x0)
     for method in ("ce", "kd", "sld"):
-        params, _ = train(student, s_init, train_data, args.student_steps, method=method, args=args,
-                          teacher=teacher, teacher_params=t_params, seed=1)
+        params, _ = train(
+            student,
+            s_init,
+            train_data,
+            args.student_steps,
+            method=method,
+            args=args,
+            teacher=teacher,
+            teacher_params=t_params,
+            seed=1,
+        )
         bits = float(eval_bits(params, val, model=student))
-        print(f"student {method.upper():>3} ({args.student_steps} steps): {bits:.3f} bits/byte  [{time.time() - start:.0f} s]")
+        print(
+            f"student {method.upper():>3} ({args.student_steps} steps): {bits:.3f} bits/byte  [{time.time() - start:.0f} s]"
+        )
     return 0
 
 

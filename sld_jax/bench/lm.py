@@ -50,7 +50,9 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     try:
         return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]  # type: ignore[misc]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must look like 2048x32768,8192x32768; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"sizes must look like 2048x32768,8192x32768; got {text!r}"
+        ) from None
 
 
 def loss_fns(token_chunk: int, vocab_chunk: int | None):
@@ -65,8 +67,9 @@ def loss_fns(token_chunk: int, vocab_chunk: int | None):
         return losses.sld_objective(s, None, t, None, labels, student_swap=True)[0]
 
     def fused(hs, ws, ht, wt, labels):
-        return losses.fused_linear_sld_loss(hs, ws, ht, wt, labels, student_swap=True,
-                                            token_chunk=token_chunk, vocab_chunk=vocab_chunk)[0]
+        return losses.fused_linear_sld_loss(
+            hs, ws, ht, wt, labels, student_swap=True, token_chunk=token_chunk, vocab_chunk=vocab_chunk
+        )[0]
 
     return {"dense": dense, "fused": fused}
 
@@ -87,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {machine_description()}")
     print(f"{_load()} (before)")
-    print(f"H = {args.hidden}, dtype {args.dtype}, token_chunk {args.token_chunk}, "
-          f"vocab_chunk {args.vocab_chunk}, SLD with student swap, grads w.r.t. h_s and W_s")
-    print("| N | V | dense temp MiB | fused temp MiB | fused/dense mem | dense ms | fused ms | fused/dense time |")
+    print(
+        f"H = {args.hidden}, dtype {args.dtype}, token_chunk {args.token_chunk}, "
+        f"vocab_chunk {args.vocab_chunk}, SLD with student swap, grads w.r.t. h_s and W_s"
+    )
+    print(
+        "| N | V | dense temp MiB | fused temp MiB | fused/dense mem | dense ms | fused ms | fused/dense time |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     dtype = jnp.dtype(args.dtype)
     fns = loss_fns(args.token_chunk, args.vocab_chunk)
@@ -106,18 +113,31 @@ def main(argv: list[str] | None = None) -> int:
         fits = max(temp.values()) + arg_bytes < 0.7 * _available_bytes()
         if not args.no_time and fits:
             rng = np.random.default_rng(0)
-            arrays = [jnp.asarray(rng.standard_normal(s.shape) * (1.0 if i % 2 == 0 else h ** -0.5), s.dtype)
-                      for i, s in enumerate(shapes[:4])]
+            arrays = [
+                jnp.asarray(rng.standard_normal(s.shape) * (1.0 if i % 2 == 0 else h**-0.5), s.dtype)
+                for i, s in enumerate(shapes[:4])
+            ]
             arrays.append(jnp.asarray(rng.integers(0, v, n), jnp.int32))
             for name, exe in compiled.items():
-                times[name] = time_fn(lambda exe=exe: jax.block_until_ready(exe(*arrays)), warmup=1,
-                                      min_time=0.0, min_iters=args.repeats)
+                times[name] = time_fn(
+                    lambda exe=exe: jax.block_until_ready(exe(*arrays)),
+                    warmup=1,
+                    min_time=0.0,
+                    min_iters=args.repeats,
+                )
             del arrays
         mib = lambda b: f"{b / 2**20:,.0f}"  # noqa: E731
         ms = lambda name: f"{times[name] * 1e3:,.0f}" if name in times else "not run"  # noqa: E731
-        ratio = f"{times['fused'] / times['dense']:.2f}" if times else ("skipped" if args.no_time else "does not fit")
-        print(f"| {n} | {v} | {mib(temp['dense'])} | {mib(temp['fused'])} | "
-              f"{temp['fused'] / temp['dense']:.3f} | {ms('dense')} | {ms('fused')} | {ratio} |", flush=True)
+        ratio = (
+            f"{times['fused'] / times['dense']:.2f}"
+            if times
+            else ("skipped" if args.no_time else "does not fit")
+        )
+        print(
+            f"| {n} | {v} | {mib(temp['dense'])} | {mib(temp['fused'])} | "
+            f"{temp['fused'] / temp['dense']:.3f} | {ms('dense')} | {ms('fused')} | {ratio} |",
+            flush=True,
+        )
         del compiled
     print(f"{_load()} (after)")
     return 0

@@ -103,8 +103,16 @@ def _stats_init(n, cfg):
     zero = jnp.zeros((n,), _F32)
     izero = jnp.zeros((n,), jnp.int32)
     return dict(
-        s_max=neg, s_arg=izero, s_y=zero, t_max=neg, t_arg=izero, t_y=zero, s_at_t=zero,
-        zs=jnp.zeros((n, ks), _F32), zt=jnp.zeros((n, k), _F32), w=jnp.zeros((n, k), _F32),
+        s_max=neg,
+        s_arg=izero,
+        s_y=zero,
+        t_max=neg,
+        t_arg=izero,
+        t_y=zero,
+        s_at_t=zero,
+        zs=jnp.zeros((n, ks), _F32),
+        zt=jnp.zeros((n, k), _F32),
+        w=jnp.zeros((n, k), _F32),
     )
 
 
@@ -227,8 +235,14 @@ def _finish(c, labels, cfg):
             kd = kd + temp * (q_y - q_m) * gap_s
     fired = ((c["t_arg"] != labels).astype(_F32), (c["s_arg"] != labels).astype(_F32))
     residuals = dict(
-        s_max=c["s_max"], s_arg=c["s_arg"], s_y=c["s_y"], t_max=c["t_max"], t_arg=c["t_arg"],
-        t_y=c["t_y"], lse_s=lse_s, lse_t=lse_t,
+        s_max=c["s_max"],
+        s_arg=c["s_arg"],
+        s_y=c["s_y"],
+        t_max=c["t_max"],
+        t_arg=c["t_arg"],
+        t_y=c["t_y"],
+        lse_s=lse_s,
+        lse_t=lse_t,
     )
     return (ce, kd) + fired, residuals
 
@@ -273,8 +287,12 @@ def _by_chunk(x, chunk):
 
 def _forward(h, kernel, bias, tok, const, labels, valid, cfg):
     chunk = cfg.token_chunk
-    xs = (_by_chunk(h, chunk), _by_chunk(labels, chunk), _by_chunk(valid, chunk),
-          tuple(_by_chunk(x, chunk) for x in tok))
+    xs = (
+        _by_chunk(h, chunk),
+        _by_chunk(labels, chunk),
+        _by_chunk(valid, chunk),
+        tuple(_by_chunk(x, chunk) for x in tok),
+    )
 
     def step(carry, x):
         h_c, y_c, v_c, tok_c = x
@@ -339,14 +357,16 @@ def _chunk_backward(h, labels, valid, tok, res, g_ce, g_kd, kernel, bias, const,
         s, w = _linear_block(h, kernel, bias, off, size, cfg.soft_cap)
         t = _teacher_block(cfg, tok, const, off, size, base)
         cols = (base + off + jnp.arange(size, dtype=jnp.int32))[None, :]
-        g = (jnp.where(cols == labels[:, None], coef_y[:, None], 0.0)
-             + jnp.where(cols == res["t_arg"][:, None], coef_mt[:, None], 0.0)
-             + jnp.where(cols == res["s_arg"][:, None], coef_ms[:, None], 0.0))
+        g = (
+            jnp.where(cols == labels[:, None], coef_y[:, None], 0.0)
+            + jnp.where(cols == res["t_arg"][:, None], coef_mt[:, None], 0.0)
+            + jnp.where(cols == res["s_arg"][:, None], coef_ms[:, None], 0.0)
+        )
         for ks, temp in enumerate(cfg.student_temps):
-            q = jnp.exp((s - s_max) * (1.0 / temp) - res["lse_s"][:, ks:ks + 1])
+            q = jnp.exp((s - s_max) * (1.0 / temp) - res["lse_s"][:, ks : ks + 1])
             g = g + c_q[ks][:, None] * q
         for k, temp in enumerate(cfg.temps):
-            p = jnp.exp((t - t_max) * (1.0 / temp) - res["lse_t"][:, k:k + 1])
+            p = jnp.exp((t - t_max) * (1.0 / temp) - res["lse_t"][:, k : k + 1])
             g = g + c_p[k][:, None] * p
         if cfg.soft_cap is not None:
             g = g * (1.0 - jnp.square(s / cfg.soft_cap))
@@ -385,15 +405,22 @@ def _per_token_bwd(cfg, residuals, cotangents):
     h, kernel, bias, tok, const, labels, valid, res = residuals
     g_ce, g_kd = cotangents[0], cotangents[1]
     chunk = cfg.token_chunk
-    xs = (_by_chunk(h, chunk), _by_chunk(labels, chunk), _by_chunk(valid, chunk),
-          tuple(_by_chunk(x, chunk) for x in tok), {k: _by_chunk(v, chunk) for k, v in res.items()},
-          _by_chunk(g_ce.astype(_F32), chunk), _by_chunk(g_kd.astype(_F32), chunk))
+    xs = (
+        _by_chunk(h, chunk),
+        _by_chunk(labels, chunk),
+        _by_chunk(valid, chunk),
+        tuple(_by_chunk(x, chunk) for x in tok),
+        {k: _by_chunk(v, chunk) for k, v in res.items()},
+        _by_chunk(g_ce.astype(_F32), chunk),
+        _by_chunk(g_kd.astype(_F32), chunk),
+    )
 
     def step(carry, x):
         dw, db = carry
         h_c, y_c, v_c, tok_c, res_c, gce_c, gkd_c = x
-        dh, dw, db = _chunk_backward(h_c, y_c, v_c, tok_c, res_c, gce_c, gkd_c, kernel, bias,
-                                     const, cfg, dw, db)
+        dh, dw, db = _chunk_backward(
+            h_c, y_c, v_c, tok_c, res_c, gce_c, gkd_c, kernel, bias, const, cfg, dw, db
+        )
         return (dw, db), dh
 
     init = _vary_like((jnp.zeros(kernel.shape, _F32), jnp.zeros(bias.shape, _F32)), xs, kernel, bias, const)
@@ -405,8 +432,15 @@ def _per_token_bwd(cfg, residuals, cotangents):
     # of the per-device cotangents over that axis, as JAX's own transpose rules give it.
     dh, dw, db = (_sum_to_type(ct, x) for ct, x in ((dh, h), (dw, kernel), (db, bias)))
     zeros = lambda tree: jax.tree.map(lambda _: None, tree)  # noqa: E731  (symbolic zeros)
-    return (dh.astype(h.dtype), dw.astype(kernel.dtype), db.astype(bias.dtype), zeros(tok),
-            zeros(const), _zero_cotangent(labels), _zero_cotangent(valid))
+    return (
+        dh.astype(h.dtype),
+        dw.astype(kernel.dtype),
+        db.astype(bias.dtype),
+        zeros(tok),
+        zeros(const),
+        _zero_cotangent(labels),
+        _zero_cotangent(valid),
+    )
 
 
 def _sum_to_type(cotangent, primal):

@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sld_jax.losses import _checks
-from sld_jax.losses import _fused_core
+from sld_jax.losses import _checks, _fused_core
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
 
 
@@ -65,7 +64,9 @@ def _check_hidden_and_kernel(hidden_name, hidden, kernel_name, kernel, bias_name
     if bias is not None:
         _check_matrix(bias_name, bias, f"of shape [{kernel.shape[1]}]")
         if bias.shape != (kernel.shape[1],):
-            raise ValueError(f"{bias_name} must have shape ({kernel.shape[1]},) ({kernel_name}'s last axis), got {bias.shape}.")
+            raise ValueError(
+                f"{bias_name} must have shape ({kernel.shape[1]},) ({kernel_name}'s last axis), got {bias.shape}."
+            )
 
 
 def _check_chunk(name: str, value: object) -> int:
@@ -80,7 +81,11 @@ def _vocab_chunk(vocab_chunk, local_columns: int, vocab_axis_name) -> int:
     vocab_chunk = _check_chunk("vocab_chunk", vocab_chunk)
     if local_columns % vocab_chunk:
         divisors = [d for d in range(1, min(vocab_chunk, local_columns) + 1) if local_columns % d == 0]
-        where = f"each shard's vocabulary slice ({local_columns})" if vocab_axis_name else f"the vocabulary size ({local_columns})"
+        where = (
+            f"each shard's vocabulary slice ({local_columns})"
+            if vocab_axis_name
+            else f"the vocabulary size ({local_columns})"
+        )
         raise ValueError(
             f"vocab_chunk ({vocab_chunk}) must divide {where}; use e.g. vocab_chunk={divisors[-1]}, or pad "
             "the kernels' vocabulary axis (with -inf biases) to a multiple of it."
@@ -101,16 +106,35 @@ def _num_shards(axis_name) -> int:
 
 
 def _objective(
-    student_hidden, student_kernel, student_bias, teacher_kind, teacher_tok, teacher_const, labels,
-    *, where, temperatures, student_swap, ce_weight, kd_weight, token_chunk, vocab_chunk,
-    logit_soft_cap, stop_gradient_pseudo_teacher, vocab_axis_name, token_axis_name,
+    student_hidden,
+    student_kernel,
+    student_bias,
+    teacher_kind,
+    teacher_tok,
+    teacher_const,
+    labels,
+    *,
+    where,
+    temperatures,
+    student_swap,
+    ce_weight,
+    kd_weight,
+    token_chunk,
+    vocab_chunk,
+    logit_soft_cap,
+    stop_gradient_pseudo_teacher,
+    vocab_axis_name,
+    token_axis_name,
 ):
     """Validates, flattens and pads the tokens, runs the kernel and reduces over valid tokens."""
-    _check_hidden_and_kernel("student_hidden", student_hidden, "student_kernel", student_kernel,
-                             "student_bias", student_bias)
+    _check_hidden_and_kernel(
+        "student_hidden", student_hidden, "student_kernel", student_kernel, "student_bias", student_bias
+    )
     lead = student_hidden.shape[:-1]
     if not hasattr(labels, "dtype") or not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integer token ids of shape {lead}, got {getattr(labels, 'dtype', type(labels).__name__)}.")
+        raise TypeError(
+            f"labels must be integer token ids of shape {lead}, got {getattr(labels, 'dtype', type(labels).__name__)}."
+        )
     if labels.shape != lead:
         raise ValueError(f"labels must have shape {lead} (student_hidden.shape[:-1]), got {labels.shape}.")
     _checks.check_mask_array(where, lead)
@@ -123,7 +147,9 @@ def _objective(
     temps = _checks.check_temperatures(temperatures)
     token_chunk = _check_chunk("token_chunk", token_chunk)
     if logit_soft_cap is not None:
-        logit_soft_cap = _checks.check_static_number("logit_soft_cap", logit_soft_cap, low=0.0, low_inclusive=False)
+        logit_soft_cap = _checks.check_static_number(
+            "logit_soft_cap", logit_soft_cap, low=0.0, low_inclusive=False
+        )
     local_columns = student_kernel.shape[1]
     vocab = local_columns * _num_shards(vocab_axis_name)
     if where is not None:
@@ -147,7 +173,7 @@ def _objective(
     cfg = _replace(cfg, token_chunk=chunk)
 
     def tokens(x):
-        x = x.reshape((n,) + x.shape[len(lead):])
+        x = x.reshape((n,) + x.shape[len(lead) :])
         return jnp.pad(x, [(0, padded - n)] + [(0, 0)] * (x.ndim - 1)) if padded > n else x
 
     valid = tokens(jnp.ones(lead, bool) if where is None else where)
@@ -225,8 +251,17 @@ _SHARED_ARGS = """
 
 #: The keyword options every fused form passes on to ``_objective`` unchanged.
 _OPTION_NAMES = (
-    "where", "temperatures", "student_swap", "ce_weight", "kd_weight", "token_chunk", "vocab_chunk",
-    "logit_soft_cap", "stop_gradient_pseudo_teacher", "vocab_axis_name", "token_axis_name",
+    "where",
+    "temperatures",
+    "student_swap",
+    "ce_weight",
+    "kd_weight",
+    "token_chunk",
+    "vocab_chunk",
+    "logit_soft_cap",
+    "stop_gradient_pseudo_teacher",
+    "vocab_axis_name",
+    "token_axis_name",
 )
 
 
@@ -302,8 +337,9 @@ def fused_linear_sld_loss(
       log-sum-exp with recomputation in the backward pass follows Wijmans et al., "Cut Your
       Losses in Large-Vocabulary Language Models", 2024 (arXiv:2411.09009).
     """
-    _check_hidden_and_kernel("teacher_hidden", teacher_hidden, "teacher_kernel", teacher_kernel,
-                             "teacher_bias", teacher_bias)
+    _check_hidden_and_kernel(
+        "teacher_hidden", teacher_hidden, "teacher_kernel", teacher_kernel, "teacher_bias", teacher_bias
+    )
     if teacher_hidden.shape[:-1] != student_hidden.shape[:-1]:
         raise ValueError(
             f"teacher_hidden and student_hidden must have the same leading (token) shape, got "
@@ -315,10 +351,17 @@ def fused_linear_sld_loss(
             f"{teacher_kernel.shape[1]} and {student_kernel.shape[1]}."
         )
     teacher_kernel = jax.lax.stop_gradient(teacher_kernel)
-    bias = jnp.zeros((teacher_kernel.shape[1],), teacher_kernel.dtype) if teacher_bias is None else teacher_bias
+    bias = (
+        jnp.zeros((teacher_kernel.shape[1],), teacher_kernel.dtype) if teacher_bias is None else teacher_bias
+    )
     return _objective(
-        student_hidden, student_kernel, student_bias, "linear",
-        (jax.lax.stop_gradient(teacher_hidden),), (teacher_kernel, jax.lax.stop_gradient(bias)), labels,
+        student_hidden,
+        student_kernel,
+        student_bias,
+        "linear",
+        (jax.lax.stop_gradient(teacher_hidden),),
+        (teacher_kernel, jax.lax.stop_gradient(bias)),
+        labels,
         **_options(locals()),
     )
 
@@ -373,8 +416,13 @@ def fused_linear_sld_loss_from_teacher_logits(
             f"student_kernel), got {teacher_logits.shape}."
         )
     return _objective(
-        student_hidden, student_kernel, student_bias, "logits",
-        (jax.lax.stop_gradient(teacher_logits),), (), labels,
+        student_hidden,
+        student_kernel,
+        student_bias,
+        "logits",
+        (jax.lax.stop_gradient(teacher_logits),),
+        (),
+        labels,
         **_options(locals()),
     )
 
@@ -437,10 +485,14 @@ def fused_linear_sld_loss_from_teacher_topk(
     lead = student_hidden.shape[:-1]
     _check_matrix("teacher_topk_values", teacher_topk_values, "of shape [..., k]")
     _check_matrix("teacher_label_logits", teacher_label_logits, "of shape [...]")
-    if not hasattr(teacher_topk_indices, "dtype") or not jnp.issubdtype(teacher_topk_indices.dtype, jnp.integer):
+    if not hasattr(teacher_topk_indices, "dtype") or not jnp.issubdtype(
+        teacher_topk_indices.dtype, jnp.integer
+    ):
         raise TypeError("teacher_topk_indices must be integer vocabulary ids of shape [..., k].")
     if teacher_topk_values.ndim != len(lead) + 1 or teacher_topk_values.shape[:-1] != lead:
-        raise ValueError(f"teacher_topk_values must have shape {lead} + (k,), got {teacher_topk_values.shape}.")
+        raise ValueError(
+            f"teacher_topk_values must have shape {lead} + (k,), got {teacher_topk_values.shape}."
+        )
     if teacher_topk_indices.shape != teacher_topk_values.shape:
         raise ValueError(
             f"teacher_topk_indices must have the shape of teacher_topk_values {teacher_topk_values.shape}, "
@@ -451,7 +503,13 @@ def fused_linear_sld_loss_from_teacher_topk(
     stop = jax.lax.stop_gradient
     tok = (stop(teacher_topk_values), teacher_topk_indices.astype(jnp.int32), stop(teacher_label_logits))
     return _objective(
-        student_hidden, student_kernel, student_bias, "topk", tok, (), labels,
+        student_hidden,
+        student_kernel,
+        student_bias,
+        "topk",
+        tok,
+        (),
+        labels,
         **_options(locals()),
     )
 

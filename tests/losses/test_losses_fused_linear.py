@@ -34,8 +34,14 @@ def _case(seed=0, dtype=jnp.float32):
     labels[4] = -100  # an ignore index on a masked token is allowed
     hs[11] = np.nan  # garbage on a masked token must not reach the loss or the gradients
     cast = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    return dict(hs=cast(hs), ws=cast(ws), ht=cast(ht), wt=cast(wt), labels=jnp.asarray(labels, jnp.int32),
-                where=jnp.asarray(where))
+    return dict(
+        hs=cast(hs),
+        ws=cast(ws),
+        ht=cast(ht),
+        wt=cast(wt),
+        labels=jnp.asarray(labels, jnp.int32),
+        where=jnp.asarray(where),
+    )
 
 
 def _dense(student_logits_fn, teacher_logits, labels, where, **kw):
@@ -78,9 +84,19 @@ def test_fused_linear_sld_equals_dense_objective(case):
 
     def fused(hs, ws, b):
         return losses.fused_linear_sld_loss(
-            hs, ws, x["ht"], x["wt"], x["labels"], where=x["where"], token_chunk=5,
-            vocab_chunk=vocab_chunk, logit_soft_cap=cap, student_bias=b if bias else None,
-            teacher_bias=bt, **case)
+            hs,
+            ws,
+            x["ht"],
+            x["wt"],
+            x["labels"],
+            where=x["where"],
+            token_chunk=5,
+            vocab_chunk=vocab_chunk,
+            logit_soft_cap=cap,
+            student_bias=b if bias else None,
+            teacher_bias=bt,
+            **case,
+        )
 
     dense = _dense(lambda hs, ws, b: softcap(hs @ ws + b), teacher, x["labels"], x["where"], **case)
     hs = jnp.where(x["where"][:, None], x["hs"], 0.0)  # the dense path cannot mask NaN inside a matmul
@@ -101,11 +117,19 @@ def test_fused_linear_sld_teacher_gets_no_gradient_and_leading_axes_work():
 
     def fused(hs, ht, wt):
         return losses.fused_linear_sld_loss(
-            hs.reshape(2, 7, HS), x["ws"], ht.reshape(2, 7, HT), wt, x["labels"].reshape(2, 7),
-            where=x["where"].reshape(2, 7), student_swap=True, token_chunk=4)[0]
+            hs.reshape(2, 7, HS),
+            x["ws"],
+            ht.reshape(2, 7, HT),
+            wt,
+            x["labels"].reshape(2, 7),
+            where=x["where"].reshape(2, 7),
+            student_swap=True,
+            token_chunk=4,
+        )[0]
 
-    flat = losses.fused_linear_sld_loss(x["hs"], x["ws"], x["ht"], x["wt"], x["labels"], where=x["where"],
-                                        student_swap=True, token_chunk=4)[0]
+    flat = losses.fused_linear_sld_loss(
+        x["hs"], x["ws"], x["ht"], x["wt"], x["labels"], where=x["where"], student_swap=True, token_chunk=4
+    )[0]
     value, grads = jax.value_and_grad(fused, (1, 2))(x["hs"], x["ht"], x["wt"])
     np.testing.assert_allclose(float(value), float(flat), rtol=1e-6)
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in grads)
@@ -120,13 +144,15 @@ def test_fused_sld_teacher_logit_forms_equal_dense(form):
     kw = dict(student_swap=True, token_chunk=5, vocab_chunk=4)
     if form == "logits":
         fused = lambda hs, ws: losses.fused_linear_sld_loss_from_teacher_logits(  # noqa: E731
-            hs, ws, teacher, x["labels"], where=x["where"], **kw)
+            hs, ws, teacher, x["labels"], where=x["where"], **kw
+        )
         target = teacher
     else:
         k = V if form == "topk_full" else 3
         values, indices, at_label = losses.sparse_teacher_logits(teacher, labels, k=k)
         fused = lambda hs, ws: losses.fused_linear_sld_loss_from_teacher_topk(  # noqa: E731
-            hs, ws, values, indices, at_label, x["labels"], where=x["where"], **kw)
+            hs, ws, values, indices, at_label, x["labels"], where=x["where"], **kw
+        )
         # What the top-k form approximates: the teacher's logits outside top-k ∪ {label} are -inf.
         rows = jnp.arange(N)[:, None]
         keep = jnp.zeros((N, V), bool).at[rows, indices].set(True).at[rows[:, 0], labels].set(True)
@@ -143,8 +169,9 @@ def _temp_bytes(n, vocab, hidden, token_chunk, vocab_chunk=None, dense=False):
     s = jax.ShapeDtypeStruct
 
     def fused(hs, ws, ht, wt, y):
-        return losses.fused_linear_sld_loss(hs, ws, ht, wt, y, student_swap=True, token_chunk=token_chunk,
-                                            vocab_chunk=vocab_chunk)[0]
+        return losses.fused_linear_sld_loss(
+            hs, ws, ht, wt, y, student_swap=True, token_chunk=token_chunk, vocab_chunk=vocab_chunk
+        )[0]
 
     def materialised(hs, ws, ht, wt, y):
         return losses.sld_objective(hs @ ws, None, ht @ wt, None, y, student_swap=True)[0]
@@ -193,16 +220,24 @@ def test_fused_linear_sld_vocab_and_token_sharded_equals_unsharded(mesh, form):
         specs = (P("data"), P("data"), P("data"))
 
         def loss(hs, ws, teacher, labels, where, **axes):
-            return losses.fused_linear_sld_loss_from_teacher_topk(hs, ws, *teacher, labels, where=where, **kw,
-                                                                  **axes)
+            return losses.fused_linear_sld_loss_from_teacher_topk(
+                hs, ws, *teacher, labels, where=where, **kw, **axes
+            )
 
     in_specs = (P("data"), P(None, "model"), specs, P("data"), P("data"))
     sharded = jax.shard_map(
         lambda *a: loss(*a, vocab_axis_name="model", token_axis_name="data"),
-        mesh=mesh, in_specs=in_specs, out_specs=(P(), P()))
+        mesh=mesh,
+        in_specs=in_specs,
+        out_specs=(P(), P()),
+    )
     args = (hs, x["ws"], teacher, labels, where)
-    placed = jax.tree.map(lambda a, spec: jax.device_put(a, NamedSharding(mesh, spec)), args, in_specs,
-                          is_leaf=lambda a: isinstance(a, P))
+    placed = jax.tree.map(
+        lambda a, spec: jax.device_put(a, NamedSharding(mesh, spec)),
+        args,
+        in_specs,
+        is_leaf=lambda a: isinstance(a, P),
+    )
 
     def grads(fn, a):
         return jax.jit(jax.value_and_grad(lambda h, w: fn(h, w, *a[2:])[0], (0, 1)))(a[0], a[1])
@@ -220,8 +255,9 @@ def test_fused_linear_sld_bf16_is_finite_and_close_to_float32():
     f32 = {k: (v.astype(jnp.float32) if v.dtype == jnp.bfloat16 else v) for k, v in x.items()}
 
     def fused(hs, ws):
-        return losses.fused_linear_sld_loss(hs, ws, x["ht"], x["wt"], x["labels"], where=x["where"],
-                                            student_swap=True, token_chunk=5)[0]
+        return losses.fused_linear_sld_loss(
+            hs, ws, x["ht"], x["wt"], x["labels"], where=x["where"], student_swap=True, token_chunk=5
+        )[0]
 
     dense = _dense(lambda hs, ws: hs @ ws, f32["ht"] @ f32["wt"], x["labels"], x["where"], student_swap=True)
     got, g_got = jax.jit(jax.value_and_grad(fused, (0, 1)))(x["hs"], x["ws"])
@@ -249,7 +285,9 @@ def test_fused_linear_sld_rejects_bad_inputs(mesh):
         call(wt=x["wt"][:, :-1])
     with pytest.raises(ValueError, match="same leading"):
         call(ht=x["ht"][:-1])
-    with pytest.raises(ValueError, match=r"vocab_chunk \(5\) must divide the vocabulary size \(16\); use e.g. vocab_chunk=4"):
+    with pytest.raises(
+        ValueError, match=r"vocab_chunk \(5\) must divide the vocabulary size \(16\); use e.g. vocab_chunk=4"
+    ):
         call(vocab_chunk=5)
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="token_chunk must be a Python int >= 1"):
@@ -259,9 +297,16 @@ def test_fused_linear_sld_rejects_bad_inputs(mesh):
     with pytest.raises(ValueError, match="names no mesh axis"):
         call(vocab_axis_name="model")
     # Under shard_map each shard's slice (16 / 2 = 8) must be divisible by vocab_chunk.
-    sharded = jax.shard_map(lambda ws, wt: call(ws=ws, wt=wt, vocab_chunk=3, vocab_axis_name="model")[0],
-                            mesh=mesh, in_specs=P(None, "model"), out_specs=P(), check_vma=False)
-    with pytest.raises(ValueError, match=r"divide each shard's vocabulary slice \(8\); use e.g. vocab_chunk=2"):
+    sharded = jax.shard_map(
+        lambda ws, wt: call(ws=ws, wt=wt, vocab_chunk=3, vocab_axis_name="model")[0],
+        mesh=mesh,
+        in_specs=P(None, "model"),
+        out_specs=P(),
+        check_vma=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"divide each shard's vocabulary slice \(8\); use e.g. vocab_chunk=2"
+    ):
         sharded(*(jax.device_put(x[k], NamedSharding(mesh, P(None, "model"))) for k in ("ws", "wt")))
     # Inside jit label values are unknown: the checkify form turns a bad label into an error.
 

@@ -85,4 +85,6 @@ def test_rkd_objectives_take_where_as_their_mask():
     keep = jnp.array([True, True, True, False])
     kw = dict(student_embeddings=f, teacher_embeddings=2.0 * f)
     for fn in (losses.rkd_objective, functools.partial(losses.rkd_sld_objective, student_swap=True)):
-        assert float(fn(z, None, z, None, y, where=keep, **kw)[0]) == float(fn(z, None, z, None, y, mask=keep, **kw)[0])
+        assert float(fn(z, None, z, None, y, where=keep, **kw)[0]) == float(
+            fn(z, None, z, None, y, mask=keep, **kw)[0]
+        )
