@@ -287,12 +287,7 @@ def _by_chunk(x, chunk):
 
 def _forward(h, kernel, bias, tok, const, labels, valid, cfg):
     chunk = cfg.token_chunk
-    xs = (
-        _by_chunk(h, chunk),
-        _by_chunk(labels, chunk),
-        _by_chunk(valid, chunk),
-        tuple(_by_chunk(x, chunk) for x in tok),
-    )
+    xs = jax.tree.map(lambda x: _by_chunk(x, chunk), (h, labels, valid, tok))
 
     def step(carry, x):
         h_c, y_c, v_c, tok_c = x
@@ -405,15 +400,8 @@ def _per_token_bwd(cfg, residuals, cotangents):
     h, kernel, bias, tok, const, labels, valid, res = residuals
     g_ce, g_kd = cotangents[0], cotangents[1]
     chunk = cfg.token_chunk
-    xs = (
-        _by_chunk(h, chunk),
-        _by_chunk(labels, chunk),
-        _by_chunk(valid, chunk),
-        tuple(_by_chunk(x, chunk) for x in tok),
-        {k: _by_chunk(v, chunk) for k, v in res.items()},
-        _by_chunk(g_ce.astype(_F32), chunk),
-        _by_chunk(g_kd.astype(_F32), chunk),
-    )
+    per_token_arrays = (h, labels, valid, tok, res, g_ce.astype(_F32), g_kd.astype(_F32))
+    xs = jax.tree.map(lambda x: _by_chunk(x, chunk), per_token_arrays)
 
     def step(carry, x):
         dw, db = carry
