@@ -47,8 +47,8 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     782
     """
     if num_examples < 0 or global_batch_size <= 0:
-        raise ValueError(f"need num_examples >= 0 and global_batch_size > 0, got {num_examples} "
-                         f"and {global_batch_size}.")
+        raise ValueError(f"need num_examples >= 0 and a positive global batch size (batch_size > 0), "
+                         f"got {num_examples} and {global_batch_size}.")
     return math.ceil(num_examples / global_batch_size)
 
 
