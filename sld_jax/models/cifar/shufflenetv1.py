@@ -47,11 +47,17 @@ def channel_shuffle(x: Array, groups: int) -> Array:
 
 
 def avg_pool_3x3_s2_include_pad(x: Array) -> Array:
-    """``AvgPool2d(3, stride=2, padding=1)`` with PyTorch's ``count_include_pad=True`` (always divides by 9)."""
-    summed = jax.lax.reduce_window(
-        x, jnp.zeros((), x.dtype), jax.lax.add, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
-    )
-    return summed / jnp.asarray(9, x.dtype)
+    """``AvgPool2d(3, stride=2, padding=1)`` with PyTorch's ``count_include_pad=True`` (always divides by 9).
+
+    ``[B, H, W, C]`` -> ``[B, (H + 1) // 2, (W + 1) // 2, C]`` in ``x.dtype``. Differentiable under ``jit``:
+    ``nn.avg_pool`` gives ``lax.reduce_window`` a Python constant as its initial value, which JAX
+    recognises as a windowed sum (a traced initial value, e.g. ``jnp.zeros(())``, makes it a generic
+    reduction without a reverse-mode rule).
+
+    >>> avg_pool_3x3_s2_include_pad(jnp.full((1, 4, 4, 1), 9.0))[0, :, :, 0].tolist()
+    [[4.0, 6.0], [6.0, 9.0]]
+    """
+    return nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=True)
 
 
 class ShuffleV1Bottleneck(nn.Module):
