@@ -78,13 +78,15 @@ def _kernel_grad_by_dots(x: Array, g: Array, kernel_hw: tuple[int, int], strides
     """Kernel gradient of an NHWC convolution as one matrix product per kernel offset.
 
     ``dW[i, j] = sum_{b, h, w} x_pad[b, h * s + i, w * s + j, :]^T g[b, h, w, :]``: a ``[C_in, N] x [N, C_out]``
-    product (``N = B * H_out * W_out``) for each of the ``kh * kw`` offsets, accumulated in float32.
+    product (``N = B * H_out * W_out``) for each of the ``kh * kw`` offsets, accumulated in float32 (float64 for
+    float64 operands).
     """
     b, _, _, cin = x.shape
     _, ho, wo, cout = g.shape
     (sh, sw), (kh, kw) = strides, kernel_hw
     xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     g2 = g.reshape(b * ho * wo, cout)
+    acc = jnp.promote_types(jnp.promote_types(x.dtype, g.dtype), jnp.float32)
     rows = []
     for i in range(kh):
         cols = []
@@ -92,7 +94,7 @@ def _kernel_grad_by_dots(x: Array, g: Array, kernel_hw: tuple[int, int], strides
             xs = jax.lax.slice(xp, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin), (1, sh, sw, 1))
             cols.append(
                 jax.lax.dot_general(
-                    xs.reshape(b * ho * wo, cin), g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
+                    xs.reshape(b * ho * wo, cin), g2, (((0,), (0,)), ((), ())), preferred_element_type=acc
                 )
             )
         rows.append(jnp.stack(cols))
@@ -192,6 +194,7 @@ def conv2d(
     dtype: Any = jnp.float32,
     kernel_init: Initializer = kaiming_normal_fan_out,
     bias_init: Initializer = nn.initializers.zeros,
+    fast_kernel_grad: bool = True,
     name: str | None = None,
 ) -> nn.Conv:
     """An ``nn.Conv`` equivalent to ``torch.nn.Conv2d(in, features, kernel_size, stride, padding, groups)``.
@@ -210,6 +213,9 @@ def conv2d(
       dtype: compute dtype; parameters are float32.
       kernel_init: kernel initialiser (default: kaiming normal, fan_out, relu gain).
       bias_init: bias initialiser (used only when ``use_bias``).
+      fast_kernel_grad: use :func:`conv_general_dilated` (on CPU, the kernel gradient of an ungrouped
+        convolution by matrix products); False: ``jax.lax.conv_general_dilated`` and XLA's own gradient.
+        The values are the same up to rounding; the switch exists to test one path against the other.
       name: submodule name (the PyTorch attribute path, see ``MODELS_CONTRACT``).
 
     Returns:
@@ -226,7 +232,7 @@ def conv2d(
         param_dtype=jnp.float32,
         kernel_init=kernel_init,
         bias_init=bias_init,
-        conv_general_dilated=conv_general_dilated,
+        conv_general_dilated=conv_general_dilated if fast_kernel_grad else jax.lax.conv_general_dilated,
         name=name,
     )
 
@@ -265,7 +271,9 @@ class BatchNorm(nn.Module):
     biased batch variance over all axes but the last, and the running statistics become
     ``(1 - momentum) * running + momentum * batch`` with the *unbiased* batch variance
     (``var * n / (n - 1)``). In evaluation the running statistics are used. Statistics are computed in
-    float32 whatever the input dtype; the output has dtype ``dtype`` (``None``: the input's dtype).
+    float32 for any input dtype of 32 bits or fewer (float64 for float64 input, with ``jax_enable_x64``)
+    and the running statistics keep their dtype; the output has dtype ``dtype`` (``None``: the input's
+    dtype).
     Running statistics are not updated while the module is being initialised.
 
     ``mask`` ([B] bool, optional) excludes the rows marked False from the statistics (they are still
@@ -328,28 +336,29 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
 
-        x32 = x.astype(jnp.float32)
+        acc = jnp.promote_types(x.dtype, jnp.float32)
+        xs = x.astype(acc)
         if use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
             per_row = math.prod(x.shape[1:-1])
             if mask is None:
-                count = jnp.asarray(x.shape[0] * per_row, jnp.float32)
+                count = jnp.asarray(x.shape[0] * per_row, acc)
                 weight = None
             else:
                 if mask.shape != x.shape[:1]:
                     raise ValueError(
                         f"BatchNorm mask must have shape [B]={x.shape[:1]} matching the input batch, got {mask.shape}."
                     )
-                weight = mask.astype(jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
-                count = jnp.sum(mask.astype(jnp.float32)) * per_row
-            total = jnp.sum(x32 if weight is None else x32 * weight, axis=axes)
+                weight = mask.astype(acc).reshape((-1,) + (1,) * (x.ndim - 1))
+                count = jnp.sum(mask.astype(acc)) * per_row
+            total = jnp.sum(xs if weight is None else xs * weight, axis=axes)
             if self.axis_name is not None:
                 total, count = jax.lax.psum((total, count), self.axis_name)
             safe_count = jnp.maximum(count, 1.0)
             mean = total / safe_count
-            centred = x32 - mean
+            centred = xs - mean
             sq = jnp.sum(jnp.square(centred) if weight is None else jnp.square(centred) * weight, axis=axes)
             if self.axis_name is not None:
                 sq = jax.lax.psum(sq, self.axis_name)
@@ -358,11 +367,13 @@ class BatchNorm(nn.Module):
                 unbiased = var * (count / jnp.maximum(count - 1.0, 1.0))
                 m = self.momentum
                 has_data = count > 0
-                ra_mean.value = jnp.where(has_data, (1.0 - m) * ra_mean.value + m * mean, ra_mean.value)
-                ra_var.value = jnp.where(has_data, (1.0 - m) * ra_var.value + m * unbiased, ra_var.value)
+                new_mean = ((1.0 - m) * ra_mean.value + m * mean).astype(ra_mean.value.dtype)
+                new_var = ((1.0 - m) * ra_var.value + m * unbiased).astype(ra_var.value.dtype)
+                ra_mean.value = jnp.where(has_data, new_mean, ra_mean.value)
+                ra_var.value = jnp.where(has_data, new_var, ra_var.value)
 
-        mul = scale.astype(jnp.float32) * jax.lax.rsqrt(var + self.epsilon)
-        y = (x32 - mean) * mul + bias.astype(jnp.float32)
+        mul = scale.astype(acc) * jax.lax.rsqrt(var + self.epsilon)
+        y = (xs - mean) * mul + bias.astype(acc)
         return y.astype(out_dtype)
 
 
@@ -385,9 +396,10 @@ def check_images(x: Array, model: str) -> None:
 
 
 def global_mean_pool(x: Array) -> Array:
-    """Mean over the spatial axes: ``[B, H, W, C]`` -> ``[B, C]``, accumulated in float32, in ``x.dtype``.
+    """Mean over the spatial axes: ``[B, H, W, C]`` -> ``[B, C]``, accumulated in float32 (float64 for float64
+    input), in ``x.dtype``.
 
     Equal to the reference's ``AvgPool2d(k)`` / ``avg_pool2d(x, k)`` whenever ``k`` is the whole final
     map (e.g. ``k = 8`` at 32x32 input for the CIFAR ResNets), and to ``AdaptiveAvgPool2d(1)``.
     """
-    return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
+    return jnp.mean(x, axis=(1, 2), dtype=jnp.promote_types(x.dtype, jnp.float32)).astype(x.dtype)

@@ -237,7 +237,7 @@ def _to_torch_layout(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def convert_state_dict(
-    state_dict: Mapping[str, Any], arch: str, *, num_classes: int
+    state_dict: Mapping[str, Any], arch: str, *, num_classes: int, dtype: Any = np.float32
 ) -> dict[str, dict[str, Any]]:
     """Map a reference PyTorch state_dict onto the variables of the registry model ``arch``.
 
@@ -246,9 +246,11 @@ def convert_state_dict(
       arch: a name of :data:`sld_jax.models.MODELS`, e.g. ``"resnet32x4"`` or ``"imagenet_resnet50"``.
       num_classes: classifier outputs of the checkpoint (100 for the CIFAR-100 teachers, 1000 for
         torchvision's ImageNet weights).
+      dtype: dtype of the returned arrays: float32, or float64 to verify the models in double
+        precision (the arrays stay float64 only with ``jax_enable_x64`` on).
 
     Returns:
-      ``{"params": ..., "batch_stats": ...}`` nested dicts of float32 ``jax.Array`` with exactly the
+      ``{"params": ..., "batch_stats": ...}`` nested dicts of ``dtype`` ``jax.Array`` with exactly the
       structure and shapes of ``get_model(arch, num_classes=num_classes).init(...)``.
 
     Raises:
@@ -293,7 +295,7 @@ def convert_state_dict(
         if target is None or target not in flat_expected or target in assigned or target in bad_shape:
             unexpected.append(key)
             continue
-        arr = np.asarray(value.detach().cpu().float().numpy() if hasattr(value, "detach") else value, np.float32)
+        arr = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value, dtype)
         want = tuple(flat_expected[target].shape)
         if target[-1] == "kernel" and arr.ndim == 4:
             arr = arr.transpose(2, 3, 1, 0)

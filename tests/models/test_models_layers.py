@@ -192,3 +192,18 @@ def test_conv_kernel_gradient_under_shard_map_equals_lax(rng):
     both = jax.jit(lambda x, w: (grads(layers.conv_general_dilated)(x, w), grads(jax.lax.conv_general_dilated)(x, w)))
     g_fast, g_lax = both(x, w)
     np.testing.assert_allclose(np.asarray(g_fast), np.asarray(g_lax), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_kernel_gradient_keeps_float64(rng):
+    """In float64 the CPU kernel-gradient path accumulates in float64 (it equals lax's to rounding)."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(2, 9, 9, 4)))
+        w = jnp.asarray(rng.normal(size=(3, 3, 4, 8)))
+        dn = ("NHWC", "HWIO", "NHWC")
+
+        def kernel_grad(conv):
+            return jax.grad(lambda w: jnp.sum(jnp.sin(conv(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn))))(w)
+
+        fast, native = jax.jit(lambda: (kernel_grad(layers.conv_general_dilated), kernel_grad(jax.lax.conv_general_dilated)))()
+        assert fast.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(fast), np.asarray(native), rtol=1e-12, atol=1e-12)

@@ -44,17 +44,19 @@ class InvertedResidual(nn.Module):
     expand_ratio: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the block."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         hidden = self.inp * self.expand_ratio
-        y = conv2d(hidden, 1, dtype=self.dtype, name="conv_0")(x)
+        y = conv(hidden, 1, name="conv_0")(x)
         y = nn.relu(bn(name="conv_1")(y, train=train, mask=mask))
-        y = conv2d(hidden, 3, stride=self.stride, padding=1, groups=hidden, dtype=self.dtype, name="conv_3")(y)
+        y = conv(hidden, 3, stride=self.stride, padding=1, groups=hidden, name="conv_3")(y)
         y = nn.relu(bn(name="conv_4")(y, train=train, mask=mask))
-        y = conv2d(self.oup, 1, dtype=self.dtype, name="conv_6")(y)
+        y = conv(self.oup, 1, name="conv_6")(y)
         y = bn(name="conv_7")(y, train=train, mask=mask)
         if self.stride == 1 and self.inp == self.oup:
             return x + y
@@ -77,6 +79,8 @@ class MobileNetV2Cifar(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     expansion: int = 6
@@ -84,16 +88,18 @@ class MobileNetV2Cifar(nn.Module):
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
         cin = int(32 * self.width_mult)
-        x = conv2d(cin, 3, stride=2, padding=1, dtype=self.dtype, name="conv1_0")(x)
+        x = conv(cin, 3, stride=2, padding=1, name="conv1_0")(x)
         x = nn.relu(bn(name="conv1_1")(x, train=train, mask=mask))
         feats["stage0"] = x
         exposed = {1: "stage1", 2: "stage2", 4: "stage3", 6: "stage4"}
@@ -103,13 +109,13 @@ class MobileNetV2Cifar(nn.Module):
             for i in range(n):
                 x = InvertedResidual(
                     cin, cout, stride if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name,
-                    name=f"blocks_{s}_{i}",
+                    fast_kernel_grad=self.fast_kernel_grad, name=f"blocks_{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = cout
             if s in exposed:
                 feats[exposed[s]] = x
         last = int(1280 * self.width_mult) if self.width_mult > 1.0 else 1280
-        x = conv2d(last, 1, dtype=self.dtype, name="conv2_0")(x)
+        x = conv(last, 1, name="conv2_0")(x)
         x = nn.relu(bn(name="conv2_1")(x, train=train, mask=mask))
         pooled = global_mean_pool(x)
         feats["pooled"] = pooled

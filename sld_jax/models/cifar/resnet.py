@@ -52,19 +52,21 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     expansion = 1
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the block; returns ``(output, preact)``, both ``[B, H', W', planes]`` in ``dtype``."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv1")(x)
+        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
         y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv2d(self.planes, 3, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.planes, 3, padding=1, name="conv2")(y)
         y = bn(name="bn2")(y, train=train, mask=mask)
         if self.downsample:
-            x = conv2d(self.planes, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = conv(self.planes, 1, stride=self.stride, name="downsample_0")(x)
             x = bn(name="downsample_1")(x, train=train, mask=mask)
         preact = y + x
         return nn.relu(preact), preact
@@ -81,22 +83,24 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     expansion = 4
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the block; returns ``(output, preact)``, both ``[B, H', W', 4 * planes]`` in ``dtype``."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         out = self.planes * self.expansion
-        y = conv2d(self.planes, 1, dtype=self.dtype, name="conv1")(x)
+        y = conv(self.planes, 1, name="conv1")(x)
         y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
         y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv2d(out, 1, dtype=self.dtype, name="conv3")(y)
+        y = conv(out, 1, name="conv3")(y)
         y = bn(name="bn3")(y, train=train, mask=mask)
         if self.downsample:
-            x = conv2d(out, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = conv(out, 1, stride=self.stride, name="downsample_0")(x)
             x = bn(name="downsample_1")(x, train=train, mask=mask)
         preact = y + x
         return nn.relu(preact), preact
@@ -123,6 +127,8 @@ class CifarResNet(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     depth: int
@@ -131,11 +137,13 @@ class CifarResNet(nn.Module):
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         if self.block == "basic":
             if (self.depth - 2) % 6:
                 raise ValueError(f"a basic-block CIFAR ResNet needs depth 6n+2 (20, 32, 56, ...), got {self.depth}.")
@@ -151,7 +159,7 @@ class CifarResNet(nn.Module):
 
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
-        x = conv2d(self.widths[0], 3, padding=1, dtype=self.dtype, name="conv1")(x)
+        x = conv(self.widths[0], 3, padding=1, name="conv1")(x)
         x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
         cin = self.widths[0]
@@ -160,7 +168,8 @@ class CifarResNet(nn.Module):
                 st = stride if i == 0 else 1
                 down = i == 0 and (st != 1 or cin != planes * block.expansion)
                 x, preact = block(
-                    planes, st, down, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{s}_{i}"
+                    planes, st, down, dtype=self.dtype, axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad, name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes * block.expansion
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact

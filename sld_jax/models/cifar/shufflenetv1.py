@@ -73,12 +73,15 @@ class ShuffleV1Bottleneck(nn.Module):
     groups: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the unit; returns ``(output, preact)`` in ``dtype``."""
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=torch_default_kernel_init)
+        conv = functools.partial(
+            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=torch_default_kernel_init
+        )
         mid = int(self.out_planes / 4)
         g = 1 if self.in_planes == 24 else self.groups
         y = conv(mid, 1, groups=g, name="conv1")(x)
@@ -111,6 +114,8 @@ class ShuffleNetV1(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     out_planes: Sequence[int] = (240, 480, 960)
@@ -119,6 +124,7 @@ class ShuffleNetV1(nn.Module):
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
@@ -126,7 +132,8 @@ class ShuffleNetV1(nn.Module):
         check_images(x, type(self).__name__)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
-        x = conv2d(24, 1, dtype=self.dtype, kernel_init=torch_default_kernel_init, name="conv1")(x)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
+        x = conv(24, 1, kernel_init=torch_default_kernel_init, name="conv1")(x)
         x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 24
@@ -138,7 +145,7 @@ class ShuffleNetV1(nn.Module):
                     2 if i == 0 else 1,
                     self.groups,
                     dtype=self.dtype,
-                    axis_name=self.axis_name,
+                    axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
                     name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes

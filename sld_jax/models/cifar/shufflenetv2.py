@@ -47,18 +47,20 @@ class SplitBlock(nn.Module):
     channels: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the unit."""
+        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         c = int(self.channels * 0.5)
         x1, x2 = x[..., :c], x[..., c:]
-        y = _conv(c, 1, dtype=self.dtype, name="conv1")(x2)
+        y = conv(c, 1, name="conv1")(x2)
         y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = _conv(c, 3, padding=1, groups=c, dtype=self.dtype, name="conv2")(y)
+        y = conv(c, 3, padding=1, groups=c, name="conv2")(y)
         y = bn(name="bn2")(y, train=train, mask=mask)
-        y = _conv(c, 1, dtype=self.dtype, name="conv3")(y)
+        y = conv(c, 1, name="conv3")(y)
         pre = bn(name="bn3")(y, train=train, mask=mask)
         out = channel_shuffle(jnp.concatenate([x1, nn.relu(pre)], axis=-1), 2)
         return out, jnp.concatenate([x1, pre], axis=-1)
@@ -71,22 +73,24 @@ class DownBlock(nn.Module):
     out_channels: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the unit."""
+        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         mid = self.out_channels // 2
         cin = self.in_channels
-        left = _conv(cin, 3, stride=2, padding=1, groups=cin, dtype=self.dtype, name="conv1")(x)
+        left = conv(cin, 3, stride=2, padding=1, groups=cin, name="conv1")(x)
         left = bn(name="bn1")(left, train=train, mask=mask)
-        left = _conv(mid, 1, dtype=self.dtype, name="conv2")(left)
+        left = conv(mid, 1, name="conv2")(left)
         left = nn.relu(bn(name="bn2")(left, train=train, mask=mask))
-        right = _conv(mid, 1, dtype=self.dtype, name="conv3")(x)
+        right = conv(mid, 1, name="conv3")(x)
         right = nn.relu(bn(name="bn3")(right, train=train, mask=mask))
-        right = _conv(mid, 3, stride=2, padding=1, groups=mid, dtype=self.dtype, name="conv4")(right)
+        right = conv(mid, 3, stride=2, padding=1, groups=mid, name="conv4")(right)
         right = bn(name="bn4")(right, train=train, mask=mask)
-        right = _conv(mid, 1, dtype=self.dtype, name="conv5")(right)
+        right = conv(mid, 1, name="conv5")(right)
         right = nn.relu(bn(name="bn5")(right, train=train, mask=mask))
         return channel_shuffle(jnp.concatenate([left, right], axis=-1), 2)
 
@@ -107,6 +111,8 @@ class ShuffleNetV2(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     out_channels: Sequence[int] = (116, 232, 464, 1024)
@@ -114,30 +120,29 @@ class ShuffleNetV2(nn.Module):
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
-        x = _conv(24, 1, dtype=self.dtype, name="conv1")(x)
+        x = conv(24, 1, name="conv1")(x)
         x = nn.relu(bn(name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 24
+        shared = {"dtype": self.dtype, "axis_name": self.axis_name, "fast_kernel_grad": self.fast_kernel_grad}
         for s, (c, n) in enumerate(zip(self.out_channels[:3], self.num_blocks), start=1):
-            x = DownBlock(cin, c, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{s}_0")(
-                x, train=train, mask=mask
-            )
+            x = DownBlock(cin, c, name=f"layer{s}_0", **shared)(x, train=train, mask=mask)
             preact = x
             for i in range(1, n + 1):
-                x, preact = SplitBlock(c, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{s}_{i}")(
-                    x, train=train, mask=mask
-                )
+                x, preact = SplitBlock(c, name=f"layer{s}_{i}", **shared)(x, train=train, mask=mask)
             cin = c
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
-        x = _conv(self.out_channels[3], 1, dtype=self.dtype, name="conv2")(x)
+        x = conv(self.out_channels[3], 1, name="conv2")(x)
         x = nn.relu(bn(name="bn2")(x, train=train, mask=mask))
         pooled = global_mean_pool(x)
         feats["pooled"] = pooled

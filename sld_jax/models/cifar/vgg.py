@@ -50,17 +50,21 @@ class VGG(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     cfg: Sequence[Sequence[int]]
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         if len(self.cfg) != 5:
             raise ValueError(f"VGG needs five blocks of channels, got {len(self.cfg)}.")
         height = x.shape[1]
@@ -70,7 +74,7 @@ class VGG(nn.Module):
             for j, c in enumerate(channels):
                 if j > 0:
                     x = nn.relu(x)
-                x = conv2d(c, 3, padding=1, use_bias=True, dtype=self.dtype, name=f"block{b}_{3 * j}")(x)
+                x = conv(c, 3, padding=1, use_bias=True, name=f"block{b}_{3 * j}")(x)
                 x = BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name=f"block{b}_{3 * j + 1}")(
                     x, train=train, mask=mask
                 )

@@ -44,21 +44,23 @@ class WideBasicBlock(nn.Module):
     bn1_twice: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the block; returns ``(output, bn1 output)`` in ``dtype``."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         bn1 = bn(name="bn1")
         normed = bn1(x, train=train, mask=mask)
         act = nn.relu(normed)
-        y = conv2d(self.out_planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv1")(act)
+        y = conv(self.out_planes, 3, stride=self.stride, padding=1, name="conv1")(act)
         y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv2d(self.out_planes, 3, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.out_planes, 3, padding=1, name="conv2")(y)
         if self.in_planes == self.out_planes:
             shortcut = x
         else:
-            shortcut = conv2d(self.out_planes, 1, stride=self.stride, dtype=self.dtype, name="convShortcut")(act)
+            shortcut = conv(self.out_planes, 1, stride=self.stride, name="convShortcut")(act)
         if self.bn1_twice:
             normed = bn1(x, train=train, mask=mask)
         return shortcut + y, normed
@@ -74,6 +76,7 @@ class NetworkBlock(nn.Module):
     first_bn1_twice: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
@@ -86,7 +89,7 @@ class NetworkBlock(nn.Module):
                 self.stride if i == 0 else 1,
                 bn1_twice=self.first_bn1_twice and i == 0,
                 dtype=self.dtype,
-                axis_name=self.axis_name,
+                axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
                 name=f"layer_{i}",
             )(x, train=train, mask=mask)
             if i == 0:
@@ -112,6 +115,8 @@ class WideResNet(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
       preact_bn_twice: apply the three BatchNorms behind ``stage{1,2,3}_preact`` twice per forward, as
         the reference does (matters only for running statistics in train mode).
     """
@@ -121,12 +126,14 @@ class WideResNet(nn.Module):
     num_classes: int = 100
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
     preact_bn_twice: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         if (self.depth - 4) % 6:
             raise ValueError(f"a wide ResNet needs depth 6n+4 (16, 28, 40, ...), got {self.depth}.")
         n = (self.depth - 4) // 6
@@ -134,7 +141,7 @@ class WideResNet(nn.Module):
         channels = (16, 16 * k, 32 * k, 64 * k)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
-        x = conv2d(channels[0], 3, padding=1, dtype=self.dtype, name="conv1")(x)
+        x = conv(channels[0], 3, padding=1, name="conv1")(x)
         feats["stage0"] = feats["stage0_preact"] = x
         stage_inputs_normed = []
         for s, stride in enumerate((1, 2, 2), start=1):
@@ -145,7 +152,7 @@ class WideResNet(nn.Module):
                 stride,
                 first_bn1_twice=self.preact_bn_twice and s > 1,
                 dtype=self.dtype,
-                axis_name=self.axis_name,
+                axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
                 name=f"block{s}",
             )(x, train=train, mask=mask)
             stage_inputs_normed.append(normed)

@@ -68,17 +68,22 @@ class MobileNetV1(nn.Module):
       num_classes: classifier outputs (the reference hard-codes 1000).
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     num_classes: int = 1000
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, "MobileNetV1")
-        conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=torch_default_kernel_init)
+        conv = functools.partial(
+            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=torch_default_kernel_init
+        )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
@@ -120,11 +125,14 @@ class InvertedResidual(nn.Module):
     expand_ratio: int
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the block; see the class docstring for shapes."""
-        conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=kaiming_normal_fan_out)
+        conv = functools.partial(
+            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=kaiming_normal_fan_out
+        )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         hidden = int(round(self.cin * self.expand_ratio))
         y = x
@@ -171,19 +179,24 @@ class MobileNetV2(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
       dropout_rate: dropout before the classifier in train mode (torchvision: 0.2).
     """
 
     num_classes: int = 1000
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
     dropout_rate: float = 0.2
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, "MobileNetV2")
-        conv = functools.partial(conv2d, dtype=self.dtype, kernel_init=kaiming_normal_fan_out)
+        conv = functools.partial(
+            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=kaiming_normal_fan_out
+        )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
@@ -195,7 +208,8 @@ class MobileNetV2(nn.Module):
             cout = _make_divisible(c)
             for i in range(n):
                 block = InvertedResidual(
-                    cin, cout, s if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name, name=f"features_{idx}"
+                    cin, cout, s if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad, name=f"features_{idx}",
                 )
                 x = block(x, train=train, mask=mask)
                 if idx in _V2_STAGE_ENDS:

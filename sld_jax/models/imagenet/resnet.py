@@ -38,20 +38,22 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     expansion = 1
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         x = nn.relu(x)
-        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv1")(x)
+        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
         y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv2d(self.planes, 3, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.planes, 3, padding=1, name="conv2")(y)
         y = bn(name="bn2")(y, train=train, mask=mask)
         if self.downsample:
-            x = conv2d(self.planes, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = conv(self.planes, 1, stride=self.stride, name="downsample_0")(x)
             x = bn(name="downsample_1")(x, train=train, mask=mask)
         return y + x
 
@@ -67,23 +69,25 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     expansion = 4
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         out = self.planes * self.expansion
         x = nn.relu(x)
-        y = conv2d(self.planes, 1, dtype=self.dtype, name="conv1")(x)
+        y = conv(self.planes, 1, name="conv1")(x)
         y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv2d(self.planes, 3, stride=self.stride, padding=1, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
         y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv2d(out, 1, dtype=self.dtype, name="conv3")(y)
+        y = conv(out, 1, name="conv3")(y)
         y = bn(name="bn3")(y, train=train, mask=mask)
         if self.downsample:
-            x = conv2d(out, 1, stride=self.stride, dtype=self.dtype, name="downsample_0")(x)
+            x = conv(out, 1, stride=self.stride, name="downsample_0")(x)
             x = bn(name="downsample_1")(x, train=train, mask=mask)
         return y + x
 
@@ -108,6 +112,8 @@ class ResNet(nn.Module):
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
       axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`sld_jax.models.layers.conv_general_dilated`); False: XLA's native gradient.
     """
 
     block: type
@@ -115,14 +121,16 @@ class ResNet(nn.Module):
     num_classes: int = 1000
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
         """Forward pass; see the class docstring for shapes."""
         check_images(x, type(self).__name__)
+        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
-        x = conv2d(64, 7, stride=2, padding=3, dtype=self.dtype, name="conv1")(x)
+        x = conv(64, 7, stride=2, padding=3, name="conv1")(x)
         x = BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
         feats["stage0_preact"], feats["stage0"] = x, nn.relu(x)
         x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -132,9 +140,10 @@ class ResNet(nn.Module):
             for j in range(n):
                 s = stride if j == 0 else 1
                 down = j == 0 and (s != 1 or cin != planes * self.block.expansion)
-                x = self.block(planes, s, down, dtype=self.dtype, axis_name=self.axis_name, name=f"layer{i}_{j}")(
-                    x, train=train, mask=mask
-                )
+                x = self.block(
+                    planes, s, down, dtype=self.dtype, axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad, name=f"layer{i}_{j}",
+                )(x, train=train, mask=mask)
                 cin = planes * self.block.expansion
             feats[f"stage{i}_preact"], feats[f"stage{i}"] = x, nn.relu(x)
         pooled = global_mean_pool(nn.relu(x))
