@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.resnet_blocks import BasicBlock, Bottleneck
 
 Array = jax.Array
 
@@ -39,71 +40,6 @@ __all__ = [
     "resnet32x4",
     "resnet_tiny",
 ]
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual; ``[B, H, W, C_in]`` -> ``[B, H/stride, W/stride, planes]``.
-
-    Returns ``(relu(branch + shortcut), branch + shortcut)`` (output and pre-activation).
-    """
-
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 1
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
-        """Apply the block; returns ``(output, preact)``, both ``[B, H', W', planes]`` in ``dtype``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, padding=1, name="conv2")(y)
-        y = bn(name="bn2")(y, train=train, mask=mask)
-        if self.downsample:
-            x = conv(self.planes, 1, stride=self.stride, name="downsample_0")(x)
-            x = bn(name="downsample_1")(x, train=train, mask=mask)
-        preact = y + x
-        return nn.relu(preact), preact
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (strided) -> 1x1 bottleneck; ``[B, H, W, C_in]`` -> ``[B, H/stride, W/stride, 4 planes]``.
-
-    Returns ``(relu(branch + shortcut), branch + shortcut)``.
-    """
-
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 4
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
-        """Apply the block; returns ``(output, preact)``, both ``[B, H', W', 4 * planes]`` in ``dtype``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        out = self.planes * self.expansion
-        y = conv(self.planes, 1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
-        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv(out, 1, name="conv3")(y)
-        y = bn(name="bn3")(y, train=train, mask=mask)
-        if self.downsample:
-            x = conv(out, 1, stride=self.stride, name="downsample_0")(x)
-            x = bn(name="downsample_1")(x, train=train, mask=mask)
-        preact = y + x
-        return nn.relu(preact), preact
 
 
 class CifarResNet(nn.Module):

@@ -20,69 +20,11 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.resnet_blocks import BasicBlock, Bottleneck
 
 Array = jax.Array
 
-__all__ = ["ShortcutBasicBlock", "ShortcutBottleneck", "ResNetV2", "ResNet18", "ResNet34", "ResNet50"]
-
-
-class ShortcutBasicBlock(nn.Module):
-    """Basic block with a ``shortcut_{0,1}`` projection; returns ``(relu(sum), sum)``, ``[B, H', W', planes]``."""
-
-    planes: int
-    stride: int = 1
-    project: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 1
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
-        """Apply the block; returns ``(output, preact)`` in ``dtype``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, padding=1, name="conv2")(y)
-        y = bn(name="bn2")(y, train=train, mask=mask)
-        if self.project:
-            x = conv(self.planes, 1, stride=self.stride, name="shortcut_0")(x)
-            x = bn(name="shortcut_1")(x, train=train, mask=mask)
-        preact = y + x
-        return nn.relu(preact), preact
-
-
-class ShortcutBottleneck(nn.Module):
-    """Bottleneck with a ``shortcut_{0,1}`` projection; returns ``(relu(sum), sum)``, ``[B, H', W', 4 planes]``."""
-
-    planes: int
-    stride: int = 1
-    project: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 4
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
-        """Apply the block; returns ``(output, preact)`` in ``dtype``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        out = self.planes * self.expansion
-        y = conv(self.planes, 1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
-        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv(out, 1, name="conv3")(y)
-        y = bn(name="bn3")(y, train=train, mask=mask)
-        if self.project:
-            x = conv(out, 1, stride=self.stride, name="shortcut_0")(x)
-            x = bn(name="shortcut_1")(x, train=train, mask=mask)
-        preact = y + x
-        return nn.relu(preact), preact
+__all__ = ["ResNetV2", "ResNet18", "ResNet34", "ResNet50"]
 
 
 class ResNetV2(nn.Module):
@@ -97,7 +39,8 @@ class ResNetV2(nn.Module):
       ``stage{1..4}`` / ``stage{1..4}_preact`` and ``pooled`` ``[B, 512 * expansion]``.
 
     Attributes:
-      block: ``ShortcutBasicBlock`` or ``ShortcutBottleneck``.
+      block: :class:`~sld_jax.models.resnet_blocks.BasicBlock` or ``Bottleneck`` (with ``shortcut``
+        projections, the reference's name).
       stage_sizes: blocks per stage, e.g. ``(3, 4, 6, 3)``.
       num_classes: classifier outputs.
       dtype: compute dtype (parameters are float32).
@@ -129,7 +72,7 @@ class ResNetV2(nn.Module):
                 st = stride if i == 0 else 1
                 project = st != 1 or cin != planes * self.block.expansion
                 x, preact = self.block(
-                    planes, st, project, dtype=self.dtype, axis_name=self.axis_name,
+                    planes, st, project, "shortcut", dtype=self.dtype, axis_name=self.axis_name,
                     fast_kernel_grad=self.fast_kernel_grad, name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes * self.block.expansion
@@ -140,6 +83,6 @@ class ResNetV2(nn.Module):
         return logits.astype(jnp.float32), feats
 
 
-ResNet18 = functools.partial(ResNetV2, ShortcutBasicBlock, (2, 2, 2, 2))
-ResNet34 = functools.partial(ResNetV2, ShortcutBasicBlock, (3, 4, 6, 3))
-ResNet50 = functools.partial(ResNetV2, ShortcutBottleneck, (3, 4, 6, 3))
+ResNet18 = functools.partial(ResNetV2, BasicBlock, (2, 2, 2, 2))
+ResNet34 = functools.partial(ResNetV2, BasicBlock, (3, 4, 6, 3))
+ResNet50 = functools.partial(ResNetV2, Bottleneck, (3, 4, 6, 3))

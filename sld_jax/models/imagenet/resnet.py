@@ -1,9 +1,9 @@
 """ImageNet ResNet-18/34/50/101 with torchvision's layout and parameter names.
 
-The definition is mdistiller's ImageNet ResNet, which is torchvision's network with the block's final
-ReLU moved to the start of the next block (``relu(x)`` on entry, no ReLU on exit). The logits are the
-same as torchvision's, so torchvision ``state_dict``\\ s load unchanged (see
-:mod:`sld_jax.models.torch_import`), and the un-activated stage outputs are available as features.
+The definition is torchvision's network (mdistiller's ImageNet ResNet, which moves each block's final
+ReLU to the start of the next block, computes the same logits), with the blocks of
+:mod:`sld_jax.models.resnet_blocks`, so torchvision ``state_dict``\\ s load unchanged (see
+:mod:`sld_jax.models.torch_import`) and the un-activated stage outputs are available as features.
 
 Submodules are named after the PyTorch attribute paths (``conv1``, ``bn1``, ``layer1_0/conv1``,
 ``layer2_0/downsample_0``, ``layer2_0/downsample_1``, ``fc``). Initialisation as the reference:
@@ -21,75 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.resnet_blocks import BasicBlock, Bottleneck
 
 Array = jax.Array
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101"]
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions; input ``[B, H, W, C_in]`` -> output ``[B, H/stride, W/stride, planes]``.
-
-    ReLU is applied to the input (the previous block's output), not to this block's output.
-    """
-
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 1
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-        """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        x = nn.relu(x)
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, padding=1, name="conv2")(y)
-        y = bn(name="bn2")(y, train=train, mask=mask)
-        if self.downsample:
-            x = conv(self.planes, 1, stride=self.stride, name="downsample_0")(x)
-            x = bn(name="downsample_1")(x, train=train, mask=mask)
-        return y + x
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (strided) -> 1x1 bottleneck; output ``[B, H/stride, W/stride, 4 * planes]``.
-
-    ReLU is applied to the input (the previous block's output), not to this block's output.
-    """
-
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    expansion = 4
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-        """Apply the block; returns the pre-activation sum ``branch + shortcut``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        out = self.planes * self.expansion
-        x = nn.relu(x)
-        y = conv(self.planes, 1, name="conv1")(x)
-        y = nn.relu(bn(name="bn1")(y, train=train, mask=mask))
-        y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
-        y = nn.relu(bn(name="bn2")(y, train=train, mask=mask))
-        y = conv(out, 1, name="conv3")(y)
-        y = bn(name="bn3")(y, train=train, mask=mask)
-        if self.downsample:
-            x = conv(out, 1, stride=self.stride, name="downsample_0")(x)
-            x = bn(name="downsample_1")(x, train=train, mask=mask)
-        return y + x
 
 
 class ResNet(nn.Module):
@@ -102,9 +38,8 @@ class ResNet(nn.Module):
     * ``mask``: optional ``[B]`` bool; False rows are left out of BatchNorm batch statistics.
     * ``logits``: ``[B, num_classes]`` float32.
     * ``features``: ``pooled`` ``[B, 512 * expansion]``; ``stage0_preact`` (stem BN output, before
-      ReLU and max-pool) and ``stage{1..4}_preact`` (each stage's output before the ReLU that the next
-      block applies), and ``stage{0..4}`` = their ReLUs, as in the reference's ``preact_feats`` and
-      ``feats``. Features are in the compute dtype.
+      ReLU and max-pool) and ``stage{1..4}_preact`` (each stage's output before its last block's
+      ReLU), and ``stage{0..4}`` = their ReLUs, as in the reference's ``preact_feats`` and ``feats``. Features are in the compute dtype.
 
     Attributes:
       block: ``BasicBlock`` or ``Bottleneck``.
@@ -140,13 +75,13 @@ class ResNet(nn.Module):
             for j in range(n):
                 s = stride if j == 0 else 1
                 down = j == 0 and (s != 1 or cin != planes * self.block.expansion)
-                x = self.block(
+                x, preact = self.block(
                     planes, s, down, dtype=self.dtype, axis_name=self.axis_name,
                     fast_kernel_grad=self.fast_kernel_grad, name=f"layer{i}_{j}",
                 )(x, train=train, mask=mask)
                 cin = planes * self.block.expansion
-            feats[f"stage{i}_preact"], feats[f"stage{i}"] = x, nn.relu(x)
-        pooled = global_mean_pool(nn.relu(x))
+            feats[f"stage{i}_preact"], feats[f"stage{i}"] = preact, x
+        pooled = global_mean_pool(x)
         feats["pooled"] = pooled
         logits = Linear(self.num_classes, dtype=self.dtype, name="fc")(pooled)
         return logits.astype(jnp.float32), feats
