@@ -11,16 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "sld_jax_test_xla_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
-import importlib.util  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-# The PyTorch twin modules import torch at module level: without torch (an optional, test-only
-# dependency) they are not collected, and the tests that use them skip via importorskip.
-collect_ignore = []
-if importlib.util.find_spec("torch") is None:
-    collect_ignore += ["models/torch_twins.py", "models/cifar_student_twins.py"]
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "losses", "golden", "sld_official.npz")
 
@@ -45,3 +37,13 @@ def digits_data_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tfds"))
     sources.load_in_memory("digits", "test", data_dir=root)
     return root
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One torch thread for a module's tests (torch's thread pool is ~10x slower on a busy 2-core machine)."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

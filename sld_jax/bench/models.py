@@ -7,7 +7,7 @@
 Times one training-mode forward+backward on 32x32 images: ``jax.jit(jax.value_and_grad(loss))`` of
 the mean cross-entropy with respect to the parameters (BatchNorm batch statistics, running statistics
 returned as the auxiliary output; no optimizer update). With PyTorch installed it also times the
-reference-layout twin (``sld_jax/bench/_torch_twins.py``) doing ``cross_entropy(model(x), y).backward()``
+reference-layout twin (``sld_jax/models/torch_twins.py``) doing ``cross_entropy(model(x), y).backward()``
 in train mode on the same shapes (``torch.autocast`` for bfloat16). Every cell is timed in turn for
 both implementations, ``--repeats`` rounds; a round's figure is a median and the table keeps the best
 round (the least disturbed on a shared machine). The table also gives the achieved training FLOP/s,
@@ -117,7 +117,7 @@ def torch_train_step(name: str, batch: int, dtype: str = "float32", *, num_class
     """The PyTorch twin's training-mode forward+backward as a zero-argument callable (torch imported here).
 
     Args:
-      name: a model with a twin in :mod:`sld_jax.bench._torch_twins`.
+      name: a model with a twin in :mod:`sld_jax.models.torch_twins`.
       batch: images per step.
       dtype: ``float32``, or ``bfloat16`` (``torch.autocast``).
       num_classes: classifier outputs.
@@ -128,7 +128,7 @@ def torch_train_step(name: str, batch: int, dtype: str = "float32", *, num_class
     import torch
     import torch.nn.functional as F
 
-    from sld_jax.bench._torch_twins import build_torch_model
+    from sld_jax.models.torch_twins import build_torch_model
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = build_torch_model(name, num_classes).to(device=device, memory_format=fmt)
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the %% column")
     args = parser.parse_args(argv)
 
-    from sld_jax.bench._torch_twins import CIFAR_RESNETS, torch_available
     from sld_jax.models import MODEL_INFO, MODELS
+    from sld_jax.models.torch_twins import CIFAR_RESNETS, torch_available
 
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS]

@@ -84,8 +84,8 @@ def torch_step(batch: int, *, student_swap: bool = True, device: str = "cpu") ->
     """The reference training step transcribed to PyTorch (pre-augmented inputs)."""
     import torch
 
-    from sld_jax.bench._torch_twins import build_torch_model
     from sld_jax.bench.loss import torch_reference_objective
+    from sld_jax.models.torch_twins import build_torch_model
 
     student = build_torch_model(STUDENT, 100).to(device).train()
     teacher = build_torch_model(TEACHER, 100).to(device).eval()
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     dtypes = args.dtypes.split(",")
     swaps = {"on": [True], "off": [False], "both": [False, True]}[args.student_swap]
-    from sld_jax.bench._torch_twins import torch_available
+    from sld_jax.models.torch_twins import torch_available
 
     use_torch = not args.no_torch and torch_available()
     torch_device = args.torch_device

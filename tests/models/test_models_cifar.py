@@ -8,10 +8,7 @@ block family; ``SLD_JAX_FULL_MODEL_TESTS=1`` runs the deeper variants of the fam
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -157,18 +154,8 @@ _MORE = ["resnet8", "resnet20", "resnet8x4", "ResNet50", "wrn_16_1", "wrn_40_1",
 _NUMERIC = _FAMILY + (_MORE if os.environ.get("SLD_JAX_FULL_MODEL_TESTS") == "1" else [])
 
 
-def _load(filename: str, module_name: str):
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, pathlib.Path(__file__).with_name(filename))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
 def _twin(name: str, num_classes: int):
-    twins = _load("torch_twins.py", "sld_jax_test_torch_twins")
-    students = _load("cifar_student_twins.py", "sld_jax_test_cifar_student_twins")
+    from sld_jax.models import torch_twins as twins
     vgg_cfg = {"vgg8": [[64], [128], [256], [512], [512]], "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
                "vgg16": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
                "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]}
@@ -183,7 +170,7 @@ def _twin(name: str, num_classes: int):
         return twins.VGG(vgg_cfg[name], num_classes)
     if name == "ResNet50":
         return twins.CifarResNet50(num_classes)
-    return students.STUDENT_TWINS[name](num_classes)
+    return twins.STUDENT_TWINS[name](num_classes)
 
 
 def _to_flax(state_dict) -> dict:
@@ -220,7 +207,7 @@ def _to_flax(state_dict) -> dict:
 def test_forward_equals_torch_twin_in_train_mode_with_padding(name, rng):
     torch = pytest.importorskip("torch")
 
-    twins = _load("torch_twins.py", "sld_jax_test_torch_twins")
+    from sld_jax.models import torch_twins as twins
     # 16x16 inputs, except where the last maps would be 1x1: BatchNorm over 2 values is ill-conditioned
     classes, size = 10, 32 if name == "MobileNetV2" else 16
     calib = rng.normal(size=(4, 3, size, size)).astype(np.float32)

@@ -18,10 +18,7 @@ grouped and depthwise convolutions always use XLA's gradient.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +29,9 @@ torch = pytest.importorskip("torch")
 
 from sld_jax.models import get_model  # noqa: E402
 from sld_jax.models import torch_import as ti  # noqa: E402
+from sld_jax.models import torch_twins as twins  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 _FAST_COMPILE = {
     "xla_backend_optimization_level": 0,
@@ -54,18 +54,7 @@ _RUN = list(STUDENTS) if _FULL else _FAMILY
 _BOTH_PATHS_BY_DEFAULT = {"resnet8", "vgg8"}
 
 
-def _load(filename: str, module_name: str):
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, pathlib.Path(__file__).with_name(filename))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
 def _twin(name: str):
-    twins = _load("torch_twins.py", "sld_jax_test_torch_twins")
-    students = _load("cifar_student_twins.py", "sld_jax_test_cifar_student_twins")
     if name.startswith("resnet"):
         depth, widths = (8, (32, 64, 128, 256)) if name == "resnet8x4" else (int(name[6:]), (16, 16, 32, 64))
         return twins.CifarResNet(depth, widths, _CLASSES)
@@ -73,16 +62,7 @@ def _twin(name: str):
         return twins.WideResNet(*map(int, name.split("_")[1:]), _CLASSES)
     if name == "vgg8":
         return twins.VGG([[64], [128], [256], [512], [512]], _CLASSES)
-    return students.STUDENT_TWINS[name](_CLASSES)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """One torch thread: on a busy 2-core machine torch's thread pool is ~10x slower than one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    return twins.STUDENT_TWINS[name](_CLASSES)
 
 
 def _torch_reference(twin, x, cotangent):
@@ -142,7 +122,6 @@ def _flat(tree) -> dict:
 @pytest.mark.parametrize("name", _RUN)
 def test_float64_gradients_equal_torch_twin(name, rng):
     side = STUDENTS[name]
-    twins = _load("torch_twins.py", "sld_jax_test_torch_twins")
     calib = rng.normal(size=(4, 3, side, side)).astype(np.float32)
     twin = twins.randomize_(_twin(name), rng, calib)  # float32 values: exact in float64 on both sides
     x = rng.normal(size=(2, 3, side, side))

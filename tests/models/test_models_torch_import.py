@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,31 +16,13 @@ torch = pytest.importorskip("torch")
 
 from sld_jax.models import get_model  # noqa: E402
 from sld_jax.models import torch_import as ti  # noqa: E402
+from sld_jax.models import torch_twins as twins  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-def _load_twins():
-    name = "sld_jax_test_torch_twins"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("torch_twins.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-twins = _load_twins()
 # Compile quickly: these programs run once, so XLA's backend optimisation is not worth its time
 # (used for the MobileNets, whose depthwise convolutions are slow to run op by op).
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """One torch thread: on a busy 2-core machine torch's thread pool is ~10x slower than one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _compile(fn, *args):
