@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CIFAR_RESNETS", "build_torch_model", "torch_available"]
+__all__ = ["CIFAR_RESNETS", "build_torch_model", "build_twin", "torch_available"]
 
 # name -> (depth, (stem, stage1, stage2, stage3) widths) of the CIFAR ResNets (mdistiller's resnet.py)
 CIFAR_RESNETS: dict[str, tuple[int, tuple[int, int, int, int]]] = {
@@ -34,6 +34,15 @@ CIFAR_RESNETS: dict[str, tuple[int, tuple[int, int, int, int]]] = {
     "resnet110": (110, (16, 16, 32, 64)),
     "resnet8x4": (8, (32, 64, 128, 256)),
     "resnet32x4": (32, (32, 64, 128, 256)),
+}
+
+# mdistiller's vgg*_bn configurations (channels of the convolutions of each of the five blocks)
+_VGG_CFG = {
+    "vgg8": [[64], [128], [256], [512], [512]],
+    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
+    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    "vgg16": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
+    "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
 }
 
 
@@ -669,6 +678,40 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def build_twin(name: str, num_classes: int) -> Any:
+    """The twin of the zoo model ``name`` (PyTorch's default initialisation; see :func:`randomize_`).
+
+    Args:
+      name: a name of :data:`sld_jax.models.MODELS` with a twin: the CIFAR ResNets, ``resnet_tiny``,
+        ``ResNet18``/``ResNet50``, the WRNs, the VGGs, ``MobileNetV2``, ``ShuffleV1``/``ShuffleV2`` and
+        the ImageNet models.
+      num_classes: classifier outputs.
+
+    Returns:
+      The ``torch.nn.Module`` (float32, on the CPU).
+
+    Raises:
+      ValueError: ``name`` has no twin.
+    """
+    defs = _definitions()
+    if name in CIFAR_RESNETS:
+        return defs.CifarResNet(*CIFAR_RESNETS[name], num_classes)
+    if name == "resnet_tiny":
+        return defs.CifarResNet(8, (4, 8, 8, 16), num_classes)
+    if name.startswith("wrn_"):
+        depth, widen = map(int, name.split("_")[1:])
+        return defs.WideResNet(depth, widen, num_classes)
+    if name in _VGG_CFG:
+        return defs.VGG(_VGG_CFG[name], num_classes)
+    if name == "ResNet50":
+        return defs.CifarResNet50(num_classes)
+    if name in defs.STUDENT_TWINS:
+        return defs.STUDENT_TWINS[name](num_classes)
+    if name in defs.TWINS:
+        return defs.TWINS[name](num_classes=num_classes)
+    raise ValueError(f"no PyTorch twin for {name!r}.")
+
+
 def build_torch_model(name: str, num_classes: int) -> Any:
     """A ``torch.nn.Module`` twin of the CIFAR ResNet ``name`` with the reference's initialisation.
 
@@ -690,8 +733,7 @@ def build_torch_model(name: str, num_classes: int) -> Any:
         raise ValueError(f"no PyTorch twin for {name!r}; benchmarks have twins for {', '.join(CIFAR_RESNETS)}.")
     from torch import nn
 
-    depth, widths = CIFAR_RESNETS[name]
-    model = _definitions().CifarResNet(depth, widths, num_classes)
+    model = build_twin(name, num_classes)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -154,25 +154,6 @@ _MORE = ["resnet8", "resnet20", "resnet8x4", "ResNet50", "wrn_16_1", "wrn_40_1",
 _NUMERIC = _FAMILY + (_MORE if os.environ.get("SLD_JAX_FULL_MODEL_TESTS") == "1" else [])
 
 
-def _twin(name: str, num_classes: int):
-    from sld_jax.models import torch_twins as twins
-    vgg_cfg = {"vgg8": [[64], [128], [256], [512], [512]], "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
-               "vgg16": [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3],
-               "vgg19": [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]}
-    resnets = {"resnet_tiny": (8, (4, 8, 8, 16)), "resnet8": (8, (16, 16, 32, 64)), "resnet20": (20, (16, 16, 32, 64)),
-               "resnet8x4": (8, (32, 64, 128, 256))}
-    if name in resnets:
-        return twins.CifarResNet(*resnets[name], num_classes)
-    if name.startswith("wrn_"):
-        depth, widen = map(int, name.split("_")[1:])
-        return twins.WideResNet(depth, widen, num_classes)
-    if name in vgg_cfg:
-        return twins.VGG(vgg_cfg[name], num_classes)
-    if name == "ResNet50":
-        return twins.CifarResNet50(num_classes)
-    return twins.STUDENT_TWINS[name](num_classes)
-
-
 def _to_flax(state_dict) -> dict:
     """Map a torch state_dict onto flax variables by the naming rule of the model contract."""
     variables: dict = {"params": {}, "batch_stats": {}}
@@ -211,7 +192,7 @@ def test_forward_equals_torch_twin_in_train_mode_with_padding(name, rng):
     # 16x16 inputs, except where the last maps would be 1x1: BatchNorm over 2 values is ill-conditioned
     classes, size = 10, 32 if name == "MobileNetV2" else 16
     calib = rng.normal(size=(4, 3, size, size)).astype(np.float32)
-    twin = twins.randomize_(_twin(name, classes), rng, calib)
+    twin = twins.randomize_(twins.build_twin(name, classes), rng, calib)
     x = rng.normal(size=(2, 3, size, size)).astype(np.float32)
     with torch.no_grad():
         variables = _to_flax(twin.state_dict())

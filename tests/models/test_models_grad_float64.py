@@ -54,17 +54,6 @@ _RUN = list(STUDENTS) if _FULL else _FAMILY
 _BOTH_PATHS_BY_DEFAULT = {"resnet8", "vgg8"}
 
 
-def _twin(name: str):
-    if name.startswith("resnet"):
-        depth, widths = (8, (32, 64, 128, 256)) if name == "resnet8x4" else (int(name[6:]), (16, 16, 32, 64))
-        return twins.CifarResNet(depth, widths, _CLASSES)
-    if name.startswith("wrn_"):
-        return twins.WideResNet(*map(int, name.split("_")[1:]), _CLASSES)
-    if name == "vgg8":
-        return twins.VGG([[64], [128], [256], [512], [512]], _CLASSES)
-    return twins.STUDENT_TWINS[name](_CLASSES)
-
-
 def _torch_reference(twin, x, cotangent):
     """Float64 train-mode gradients and updated state_dict of ``twin`` (float32-valued weights)."""
     twin = twin.double().train()
@@ -123,7 +112,8 @@ def _flat(tree) -> dict:
 def test_float64_gradients_equal_torch_twin(name, rng):
     side = STUDENTS[name]
     calib = rng.normal(size=(4, 3, side, side)).astype(np.float32)
-    twin = twins.randomize_(_twin(name), rng, calib)  # float32 values: exact in float64 on both sides
+    # float32 weight values: exact in float64 on both sides
+    twin = twins.randomize_(twins.build_twin(name, _CLASSES), rng, calib)
     x = rng.normal(size=(2, 3, side, side))
     cotangent = rng.normal(size=(2, _CLASSES)).astype(np.float32).astype(np.float64)
     start = {k: v.clone() for k, v in twin.state_dict().items()}
