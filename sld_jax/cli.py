@@ -40,8 +40,10 @@ def _user_error_message(e: BaseException) -> str | None:
     if isinstance(e, UserError):
         return lines[0]
     if type(e).__name__ == "DataLossError":  # tf.errors.DataLossError: a corrupt TFDS record
-        return (f"a dataset record is corrupt ({lines[0][:200]}); delete the dataset's directory "
-                "under data_dir (or $TFDS_DATA_DIR) and prepare it again.")
+        return (
+            f"a dataset record is corrupt ({lines[0][:200]}); delete the dataset's directory "
+            "under data_dir (or $TFDS_DATA_DIR) and prepare it again."
+        )
     return None
 
 
@@ -51,6 +53,7 @@ def one_line_user_errors(main):
     ``--verbose`` is removed from ``argv`` and sets ``SLD_JAX_VERBOSE=1``, under which user errors
     keep their traceback too.
     """
+
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -66,6 +69,7 @@ def one_line_user_errors(main):
             prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "sld_jax"
             print(f"{prog}: error: {message} (traceback: rerun with --verbose)", file=sys.stderr)
             return USER_ERROR_EXIT
+
     return wrapper
 
 
@@ -83,7 +87,8 @@ def resolve_config_path(path: str | None) -> str:
             return str(c) + colon + arg
     raise ConfigFileNotFoundError(
         f"config file {spec!r} not found (looked in the current directory and in "
-        f"{_repo_configs_dir()}); list the configs with `ls {_repo_configs_dir()}`.")
+        f"{_repo_configs_dir()}); list the configs with `ls {_repo_configs_dir()}`."
+    )
 
 
 def _config_key_error(argv: list[str], config) -> str | None:
@@ -91,7 +96,7 @@ def _config_key_error(argv: list[str], config) -> str | None:
     for arg in argv:
         if not arg.startswith("--config."):
             continue
-        dotted = arg[len("--config."):].split("=", 1)[0]
+        dotted = arg[len("--config.") :].split("=", 1)[0]
         node, parts = config, dotted.split(".")
         for i, part in enumerate(parts):
             keys = list(node.keys()) if hasattr(node, "keys") else []
@@ -130,27 +135,27 @@ def _load_config(argv: list[str]):
         # sys_argv=rest: config_flags looks for `--config.x=y` overrides in this argv (not
         # sys.argv, which still holds the `--config PATH` removed above: with it the file would
         # never be parsed and every override would be an unknown flag).
-        config_flags.DEFINE_config_file("config", config_path, flag_values=fv, lock_config=True,
-                                        sys_argv=rest)
-        flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)",
-                            flag_values=fv)
-        flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint",
-                            flag_values=fv)
-        flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (pods/clusters)",
-                          flag_values=fv)
-        flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process)",
-                            flag_values=fv)
-        flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)",
-                             flag_values=fv)
-        flags.DEFINE_integer("process_id", None, "this process's id (multi-process)",
-                             flag_values=fv)
+        config_flags.DEFINE_config_file(
+            "config", config_path, flag_values=fv, lock_config=True, sys_argv=rest
+        )
+        flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)", flag_values=fv)
+        flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint", flag_values=fv)
+        flags.DEFINE_bool(
+            "distributed", False, "call jax.distributed.initialize() (pods/clusters)", flag_values=fv
+        )
+        flags.DEFINE_string(
+            "coordinator_address", None, "host:port of process 0 (multi-process)", flag_values=fv
+        )
+        flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
+        flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
         fv(rest)
     except (flags.Error, AttributeError, KeyError) as e:
         # A mistyped override: name the nearest valid key, read from the config without overrides.
         plain = flags.FlagValues()
         try:
-            config_flags.DEFINE_config_file("config", config_path, flag_values=plain,
-                                            lock_config=True, sys_argv=rest[:1])
+            config_flags.DEFINE_config_file(
+                "config", config_path, flag_values=plain, lock_config=True, sys_argv=rest[:1]
+            )
             config = plain["config"].value
         except flags.Error as bad:  # get_config itself failed (e.g. a bad path.py:ARG): its last line
             raise ConfigError(str(bad).strip().splitlines()[-1].split(": ", 1)[-1]) from None
@@ -159,8 +164,9 @@ def _load_config(argv: list[str]):
 
 
 def _init_runtime(fv) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     _quiet_libraries()
     import jax
 
@@ -172,8 +178,11 @@ def _init_runtime(fv) -> None:
     if fv.distributed or fv.coordinator_address:
         kwargs = {}
         if fv.coordinator_address:
-            kwargs = dict(coordinator_address=fv.coordinator_address,
-                          num_processes=fv.num_processes, process_id=fv.process_id)
+            kwargs = dict(
+                coordinator_address=fv.coordinator_address,
+                num_processes=fv.num_processes,
+                process_id=fv.process_id,
+            )
         jax.distributed.initialize(**kwargs)
         if jax.process_index() != 0:  # only process 0 reports progress; the others warn/err only
             logging.getLogger().setLevel(logging.WARNING)
@@ -243,13 +252,17 @@ def train_main(argv: list[str] | None = None) -> int:
     result = loop.run(_validated(config), workdir)
     if result["preempted"]:
         if _process_index() == 0:
-            print(f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the "
-                  f"same command to resume from {workdir}.")
+            print(
+                f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the "
+                f"same command to resume from {workdir}."
+            )
         return 0
     if result["best"] is not None and _process_index() == 0:
-        print(f"{config.name}: best test top-1 {100 * result['best']['test_top1']:.2f}% "
-              f"(epoch {result['best']['epoch']}), last {100 * result['last']['test_top1']:.2f}%; "
-              f"summary in {os.path.join(result['workdir'], 'summary.md')}")
+        print(
+            f"{config.name}: best test top-1 {100 * result['best']['test_top1']:.2f}% "
+            f"(epoch {result['best']['epoch']}), last {100 * result['last']['test_top1']:.2f}%; "
+            f"summary in {os.path.join(result['workdir'], 'summary.md')}"
+        )
     return 0
 
 
@@ -264,8 +277,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         elif a == "--workdir" and i + 1 < len(argv):
             workdir = argv[i + 1]
     if not workdir or not os.path.exists(os.path.join(workdir, "config.json")):
-        raise ConfigError(f"--workdir must name an sld-train run directory with a config.json "
-                          f"(got {workdir!r}).")
+        raise ConfigError(
+            f"--workdir must name an sld-train run directory with a config.json (got {workdir!r})."
+        )
     import ml_collections
 
     with open(os.path.join(workdir, "config.json")) as f:

@@ -29,20 +29,31 @@ SLD_TEMPERATURES = DEFAULT_TEMPERATURES
 
 # Base learning rates of the reference's SLD configs per CIFAR-100 pair (DESIGN.md).
 SLD_CIFAR_LR = {
-    ("resnet56", "resnet20"): 0.025, ("resnet110", "resnet32"): 0.025,
-    ("resnet32x4", "resnet8x4"): 0.025, ("wrn_40_2", "wrn_16_2"): 0.025,
-    ("wrn_40_2", "wrn_40_1"): 0.025, ("wrn_40_2", "vgg8"): 0.025, ("vgg13", "vgg8"): 0.025,
-    ("vgg13", "MobileNetV2"): 0.008, ("ResNet50", "MobileNetV2"): 0.008,
-    ("resnet32x4", "ShuffleV1"): 0.009, ("resnet32x4", "ShuffleV2"): 0.008,
+    ("resnet56", "resnet20"): 0.025,
+    ("resnet110", "resnet32"): 0.025,
+    ("resnet32x4", "resnet8x4"): 0.025,
+    ("wrn_40_2", "wrn_16_2"): 0.025,
+    ("wrn_40_2", "wrn_40_1"): 0.025,
+    ("wrn_40_2", "vgg8"): 0.025,
+    ("vgg13", "vgg8"): 0.025,
+    ("vgg13", "MobileNetV2"): 0.008,
+    ("ResNet50", "MobileNetV2"): 0.008,
+    ("resnet32x4", "ShuffleV1"): 0.009,
+    ("resnet32x4", "ShuffleV2"): 0.008,
     ("wrn_40_2", "ShuffleV1"): 0.01,
 }
 CIFAR_PAIRS = tuple(SLD_CIFAR_LR)
 CIFAR_TEACHERS = ("resnet56", "resnet110", "resnet32x4", "ResNet50", "wrn_40_2", "vgg13")
 LIGHT_STUDENTS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 # DKD β per pair (α 1, T 4, warm-up 20 epochs everywhere).
-DKD_BETA = {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
-            ("vgg13", "vgg8"): 6.0, ("vgg13", "MobileNetV2"): 6.0,
-            ("wrn_40_2", "wrn_16_2"): 6.0, ("wrn_40_2", "wrn_40_1"): 6.0}
+DKD_BETA = {
+    ("resnet56", "resnet20"): 2.0,
+    ("resnet110", "resnet32"): 2.0,
+    ("vgg13", "vgg8"): 6.0,
+    ("vgg13", "MobileNetV2"): 6.0,
+    ("wrn_40_2", "wrn_16_2"): 6.0,
+    ("wrn_40_2", "wrn_40_1"): 6.0,
+}
 # Logit-standardised MLKD (Sun et al.'s `--logit-stand --base-temp 2 --kd-weight 9`): the base
 # temperature 4 becomes 2 (so T = 2 appears twice) and the KD weight 0.9 becomes 9.
 LS_MLKD_TEMPERATURES = (2.0, 3.0, 5.0, 2.0, 6.0)
@@ -50,8 +61,10 @@ LS_MLKD_KD_WEIGHT = 9.0
 # The pairs of the paper's MLKD / LS-MLKD / SLD table, with (LS-MLKD, LS-MLKD + SLD) top-1 (%);
 # None where the paper reports no number.
 LS_MLKD_PAPER = {
-    ("resnet32x4", "resnet8x4"): (78.28, 78.66), ("wrn_40_2", "wrn_16_2"): (76.95, None),
-    ("resnet110", "resnet32"): (74.32, None), ("ResNet50", "MobileNetV2"): (71.19, None),
+    ("resnet32x4", "resnet8x4"): (78.28, 78.66),
+    ("wrn_40_2", "wrn_16_2"): (76.95, None),
+    ("resnet110", "resnet32"): (74.32, None),
+    ("ResNet50", "MobileNetV2"): (71.19, None),
     ("resnet32x4", "ShuffleV2"): (78.76, None),
 }
 # The ablation ladder on resnet32x4 -> resnet8x4: name -> (teacher transform, γ, paper top-1 %).
@@ -111,14 +124,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.teacher_transform_kwargs = ml_collections.ConfigDict()
     # Temperature of Hinton's KD (method "kd").
     c.loss.kd_temperature = 4.0
-    c.loss.dkd = ml_collections.ConfigDict(
-        dict(alpha=1.0, beta=8.0, temperature=4.0, warmup=20))
+    c.loss.dkd = ml_collections.ConfigDict(dict(alpha=1.0, beta=8.0, temperature=4.0, warmup=20))
     # MLKD's own options (its temperatures (4, 3, 5, 2, 6) and KD weight 0.9 are the objective's
     # defaults); logit_standardization z-scores its instance-level KD terms (LS-MLKD).
     c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True, logit_standardization=False))
     # RKD on the pooled features (mdistiller's weights); rkd_weight multiplies the whole RKD term.
-    c.loss.rkd = ml_collections.ConfigDict(dict(
-        rkd_weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False))
+    c.loss.rkd = ml_collections.ConfigDict(
+        dict(rkd_weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False)
+    )
     # Optimiser: PyTorch SGD (coupled weight decay on every parameter).
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 0.025
@@ -193,8 +206,9 @@ def cifar_config(method: str, teacher: str | None, student: str) -> ml_collectio
     return c
 
 
-def imagenet_config(method: str, teacher: str | None, student: str, *,
-                    gamma: int = 30) -> ml_collections.ConfigDict:
+def imagenet_config(
+    method: str, teacher: str | None, student: str, *, gamma: int = 30
+) -> ml_collections.ConfigDict:
     """An ImageNet config: batch 512, LR 0.2, wd 1e-4, 100 epochs, stages 30/60/90."""
     c = base_config()
     c.dataset.name = "imagenet2012"
@@ -217,8 +231,9 @@ def imagenet_config(method: str, teacher: str | None, student: str, *,
     return c
 
 
-def digits_config(method: str, teacher: str | None, student: str, *,
-                  num_epochs: int = 10) -> ml_collections.ConfigDict:
+def digits_config(
+    method: str, teacher: str | None, student: str, *, num_epochs: int = 10
+) -> ml_collections.ConfigDict:
     """A run on the embedded offline ``digits`` set (16x16 RGB, 10 classes), scaled to a CPU.
 
     The schedule is the CIFAR recipe compressed to ``num_epochs``: LR stages at 5/8, 6/8 and 7/8
@@ -278,8 +293,10 @@ def ablation_config(step: str, *, alpha: float | None = None) -> ml_collections.
         c.name += f"_alpha{c.loss.teacher_transform_kwargs.alpha:g}"
         return c
     if step not in ABLATION_LADDER or alpha is not None:
-        raise ValueError(f"unknown ablation step {step!r} (with alpha={alpha}); choose one of "
-                         f"{', '.join(ABLATION_LADDER)} or conditional_swap with alpha.")
+        raise ValueError(
+            f"unknown ablation step {step!r} (with alpha={alpha}); choose one of "
+            f"{', '.join(ABLATION_LADDER)} or conditional_swap with alpha."
+        )
     transform, gamma, _ = ABLATION_LADDER[step]
     c.loss.teacher_transform = transform
     c.loss.gamma = c.num_epochs if gamma is None else gamma
@@ -304,8 +321,10 @@ def _convert(name: str, text: str, default: Any) -> Any:
     try:
         return type(default)(text) if default is not None else text
     except ValueError:
-        raise ValueError(f"config argument {name}={text!r} must be a {type(default).__name__} "
-                         f"(like the default {default!r}).") from None
+        raise ValueError(
+            f"config argument {name}={text!r} must be a {type(default).__name__} "
+            f"(like the default {default!r})."
+        ) from None
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
@@ -339,8 +358,10 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
     """
     values = dict(spec)
     positional = [k for k, v in spec.items() if not isinstance(v, bool)]
-    usage = (f"this config takes {', '.join(spec) or 'no argument'} (comma-separated: a bare flag "
-             "name, name=value, or a bare value for the first non-flag field).")
+    usage = (
+        f"this config takes {', '.join(spec) or 'no argument'} (comma-separated: a bare flag "
+        "name, name=value, or a bare value for the first non-flag field)."
+    )
     for item in (arg or "").split(","):
         item = item.strip()
         if not item:
@@ -395,8 +416,9 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
-def finish(config: ml_collections.ConfigDict,
-           arg: str | ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
+def finish(
+    config: ml_collections.ConfigDict, arg: str | ml_collections.ConfigDict | None = None
+) -> ml_collections.ConfigDict:
     """A config file's last step: applies its argument (see the module docstring) to ``config``.
 
     Args:

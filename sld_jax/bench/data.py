@@ -53,9 +53,12 @@ def cifar_pipeline(batch: int, *, seed: int = 0) -> tuple[Callable[[], object], 
 
     spec = sources.get_spec("cifar100")
     rng = np.random.default_rng(seed)
-    split = sources.InMemorySplit(images=rng.integers(0, 256, CIFAR_SHAPE, dtype=np.uint8),
-                                  labels=rng.integers(0, spec.num_classes, CIFAR_SHAPE[0]),
-                                  spec=spec, split="train")
+    split = sources.InMemorySplit(
+        images=rng.integers(0, 256, CIFAR_SHAPE, dtype=np.uint8),
+        labels=rng.integers(0, spec.num_classes, CIFAR_SHAPE[0]),
+        spec=spec,
+        split="train",
+    )
     mesh = jax.sharding.Mesh(jax.devices(), ("data",))  # as the trainer builds it (auto axis types)
     global_batch = batch * (len(jax.devices()) if batch % len(jax.devices()) else 1)
     base = jax.random.PRNGKey(seed)
@@ -65,15 +68,20 @@ def cifar_pipeline(batch: int, *, seed: int = 0) -> tuple[Callable[[], object], 
         key = jax.random.fold_in(base, step)
         return augment.make_views(key, images, index, mean=spec.mean, std=spec.std, padding=spec.crop_padding)
 
-    batches = _cycle_epochs(lambda epoch: pipeline.train_batches(
-        split, global_batch_size=global_batch, seed=seed, epoch=epoch, mesh=mesh))
+    batches = _cycle_epochs(
+        lambda epoch: pipeline.train_batches(
+            split, global_batch_size=global_batch, seed=seed, epoch=epoch, mesh=mesh
+        )
+    )
     counter = itertools.count()
 
     def pipeline_step():
         b = next(batches)
         return jax.block_until_ready(views(next(counter), b["image"], b["index"]))
 
-    resident = next(pipeline.train_batches(split, global_batch_size=global_batch, seed=seed, epoch=0, mesh=mesh))
+    resident = next(
+        pipeline.train_batches(split, global_batch_size=global_batch, seed=seed, epoch=0, mesh=mesh)
+    )
 
     def views_only():
         return jax.block_until_ready(views(next(counter), resident["image"], resident["index"]))
@@ -89,8 +97,9 @@ def imagenet_pipelines(num_jpegs: int, height: int, width: int, batch: int) -> t
     repeats = 1_000
     raw = imagenet.raw_from_jpegs(jpegs).repeat(repeats)
     n = num_jpegs * repeats
-    train = imagenet.train_dataset(raw, num_examples=n, local_batch_size=batch, seed=0, epoch=1,
-                                   shuffle_buffer=min(n, 1_000)).as_numpy_iterator()
+    train = imagenet.train_dataset(
+        raw, num_examples=n, local_batch_size=batch, seed=0, epoch=1, shuffle_buffer=min(n, 1_000)
+    ).as_numpy_iterator()
     evals = imagenet.eval_dataset(raw, num_examples=n, local_batch_size=batch).as_numpy_iterator()
     return (lambda: next(train)), (lambda: next(evals))
 
@@ -120,8 +129,9 @@ def step_standin(batch: int) -> Callable[[], object] | None:
         def loss(params):
             stats, total = s_vars["batch_stats"], 0.0
             for v in range(2):  # weak, then strong: two train-mode passes as in the reference
-                (logits, _), upd = student.apply({"params": params, "batch_stats": stats}, x[v],
-                                                 train=True, mutable=["batch_stats"])
+                (logits, _), upd = student.apply(
+                    {"params": params, "batch_stats": stats}, x[v], train=True, mutable=["batch_stats"]
+                )
                 stats = upd["batch_stats"]
                 logp = jax.nn.log_softmax(logits)
                 target = jax.nn.softmax(t_logits[v] / 4.0)
@@ -159,10 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("cifar views only (make_views, resident batch)", args.batch, timing(views_only)))
     h, w = args.jpeg_size
     train_step, eval_step = imagenet_pipelines(args.jpegs, h, w, args.imagenet_batch)
-    rows.append((f"imagenet host train ({h}x{w} JPEG -> 2 x 224 crops)", args.imagenet_batch,
-                 timing(train_step, warmup=3)))
-    rows.append((f"imagenet host eval ({h}x{w} JPEG -> 256 -> 224)", args.imagenet_batch,
-                 timing(eval_step, warmup=3)))
+    rows.append(
+        (
+            f"imagenet host train ({h}x{w} JPEG -> 2 x 224 crops)",
+            args.imagenet_batch,
+            timing(train_step, warmup=3),
+        )
+    )
+    rows.append(
+        (f"imagenet host eval ({h}x{w} JPEG -> 256 -> 224)", args.imagenet_batch, timing(eval_step, warmup=3))
+    )
     step = None if args.no_step else step_standin(args.batch)
     step_rate = None
     if step is not None:

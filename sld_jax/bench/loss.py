@@ -34,8 +34,12 @@ def _inputs(batch: int, classes: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     arrays = {
         name: (rng.standard_normal((batch, classes)) * scale).astype(np.float32)
-        for name, scale in (("student_weak", 2.0), ("student_strong", 2.0),
-                            ("teacher_weak", 4.0), ("teacher_strong", 4.0))
+        for name, scale in (
+            ("student_weak", 2.0),
+            ("student_strong", 2.0),
+            ("teacher_weak", 4.0),
+            ("teacher_strong", 4.0),
+        )
     }
     arrays["labels"] = rng.integers(0, classes, batch).astype(np.int64)
     return arrays
@@ -50,7 +54,9 @@ def jax_step(objective: Callable, inputs: dict[str, np.ndarray], **kwargs) -> Ca
         return objective(sw, ss, tw, ts, y, **kwargs)[0]
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-    args = [jnp.asarray(inputs[k]) for k in ("student_weak", "student_strong", "teacher_weak", "teacher_strong")]
+    args = [
+        jnp.asarray(inputs[k]) for k in ("student_weak", "student_strong", "teacher_weak", "teacher_strong")
+    ]
     args.append(jnp.asarray(inputs["labels"], jnp.int32))
     return lambda: jax.block_until_ready(step(*args))
 
@@ -152,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda to time the reference on a GPU")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall time, or process CPU time (steadier on a busy shared CPU; CPU only)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or process CPU time (steadier on a busy shared CPU; CPU only)",
+    )
     parser.add_argument("--baselines", action="store_true", help="also time the KD/DKD/MLKD/LS objectives")
     args = parser.parse_args(argv)
 
@@ -182,10 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             ref = torch_reference_step(inputs, swap, args.torch_device) if torch is not None else None
             cells.append(("sld_objective", batch, classes, swap, fn, ref))
         if args.baselines:
-            for name, objective in (("kd_objective", losses.kd_objective),
-                                    ("dkd_objective", losses.dkd_objective),
-                                    ("mlkd_objective", losses.mlkd_objective),
-                                    ("standardized_kd_objective", losses.standardized_kd_objective)):
+            for name, objective in (
+                ("kd_objective", losses.kd_objective),
+                ("dkd_objective", losses.dkd_objective),
+                ("mlkd_objective", losses.mlkd_objective),
+                ("standardized_kd_objective", losses.standardized_kd_objective),
+            ):
                 cells.append((name, batch, classes, None, jax_step(objective, inputs), None))
 
     timer = time_fn if args.clock == "wall" else _cpu_time_fn
@@ -218,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         ref_text = f"{t_ref:.2f}" if t_ref is not None else "-"
         speed = f"{t_ref / t_jax:.1f}x" if t_ref is not None else "-"
         swap_text = "-" if swap is None else ("on" if swap else "off")
-        print(f"| {name} | {batch} | {classes} | {swap_text} | {t_jax:.2f} | {ref_text} | {speed} | {ratio} |")
+        print(
+            f"| {name} | {batch} | {classes} | {swap_text} | {t_jax:.2f} | {ref_text} | {speed} | {ratio} |"
+        )
     print()
     print(f"{_load()} (after)")
     return 0

@@ -68,14 +68,17 @@ def random_variables(model: Any, image_size: int, seed: int = 0) -> dict[str, An
     def fill(path, leaf):
         name = str(path[-1].key)
         if len(leaf.shape) > 1:
-            return jnp.asarray(rng.normal(0.0, np.sqrt(2.0 / np.prod(leaf.shape[:-1])), leaf.shape), jnp.float32)
+            return jnp.asarray(
+                rng.normal(0.0, np.sqrt(2.0 / np.prod(leaf.shape[:-1])), leaf.shape), jnp.float32
+            )
         return jnp.full(leaf.shape, 1.0 if name in ("scale", "var") else 0.0, jnp.float32)
 
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def jax_train_step(name: str, batch: int, dtype: str = "float32", *, num_classes: int = 100,
-                   image_size: int = 32) -> Callable[[], object]:
+def jax_train_step(
+    name: str, batch: int, dtype: str = "float32", *, num_classes: int = 100, image_size: int = 32
+) -> Callable[[], object]:
     """A zero-argument callable running one jitted training-mode forward+backward, blocking on the result.
 
     Args:
@@ -112,8 +115,16 @@ def jax_train_step(name: str, batch: int, dtype: str = "float32", *, num_classes
     return lambda: jax.block_until_ready(step(params, stats, images, labels))
 
 
-def torch_train_step(name: str, batch: int, dtype: str = "float32", *, num_classes: int = 100,
-                     image_size: int = 32, device: str = "cpu", channels_last: bool = False) -> Callable[[], object]:
+def torch_train_step(
+    name: str,
+    batch: int,
+    dtype: str = "float32",
+    *,
+    num_classes: int = 100,
+    image_size: int = 32,
+    device: str = "cpu",
+    channels_last: bool = False,
+) -> Callable[[], object]:
     """The PyTorch twin's training-mode forward+backward as a zero-argument callable (torch imported here).
 
     Args:
@@ -177,7 +188,9 @@ def _peak(dtype: str, override: float | None) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m sld_jax.bench models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sld_jax.bench models", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--models", default="resnet8x4,resnet32x4", help="comma-separated registry names")
     parser.add_argument("--batch-sizes", default="64,256", help="comma-separated batch sizes")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16")
@@ -186,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short run: batch 64, one round, 0.3 s per cell")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin")
     parser.add_argument("--torch-device", default="cpu", help="cpu, or cuda to time the twin on a GPU")
-    parser.add_argument("--torch-channels-last", action="store_true", help="twin in channels_last (NHWC) format")
+    parser.add_argument(
+        "--torch-channels-last", action="store_true", help="twin in channels_last (NHWC) format"
+    )
     parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the %% column")
     args = parser.parse_args(argv)
@@ -222,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}")
     if torch is not None:
         layout = "channels_last" if args.torch_channels_last else "NCHW"
-        print(f"torch {torch.__version__}, device {args.torch_device}, {torch.get_num_threads()} CPU threads, {layout}")
+        print(
+            f"torch {torch.__version__}, device {args.torch_device}, {torch.get_num_threads()} CPU threads, {layout}"
+        )
     print(f"{_load()} (before)")
 
     cells = []  # (name, batch, dtype, jax_fn, torch_fn or None)
@@ -233,20 +250,30 @@ def main(argv: list[str] | None = None) -> int:
                 jfn = jax_train_step(name, batch, dtype, image_size=resolution)
                 tfn = None
                 if torch is not None and name in CIFAR_RESNETS:
-                    tfn = torch_train_step(name, batch, dtype, image_size=resolution, device=args.torch_device,
-                                           channels_last=args.torch_channels_last)
+                    tfn = torch_train_step(
+                        name,
+                        batch,
+                        dtype,
+                        image_size=resolution,
+                        device=args.torch_device,
+                        channels_last=args.torch_channels_last,
+                    )
                 cells.append((name, batch, dtype, jfn, tfn))
 
     best: dict[int, list[float]] = {}
     for _ in range(repeats):
         for i, (_, _, _, jfn, tfn) in enumerate(cells):
             times = [time_fn(jfn, warmup=1, min_time=min_time, min_iters=min_iters)]
-            times.append(time_fn(tfn, warmup=1, min_time=min_time, min_iters=min_iters) if tfn else float("nan"))
+            times.append(
+                time_fn(tfn, warmup=1, min_time=min_time, min_iters=min_iters) if tfn else float("nan")
+            )
             best[i] = times if i not in best else [min(a, b) for a, b in zip(best[i], times)]
 
     print(f"{_load()} (after)")
-    header = ("| model | batch | dtype | sld_jax img/s | PyTorch img/s | sld_jax / PyTorch | sld_jax TFLOP/s "
-              "| % of peak |")
+    header = (
+        "| model | batch | dtype | sld_jax img/s | PyTorch img/s | sld_jax / PyTorch | sld_jax TFLOP/s "
+        "| % of peak |"
+    )
     print(header)
     print("|" + " --- |" * (header.count("|") - 1))
     for i, (name, batch, dtype, _, _) in enumerate(cells):
@@ -258,5 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         pct = f"{100 * tflops / peak:.1f}" if peak and macs else "-"
         torch_cell = _fmt(ips_t) if np.isfinite(ips_t) else "-"
         ratio = f"{ips_j / ips_t:.2f}x" if np.isfinite(ips_t) else "-"
-        print(f"| {name} | {batch} | {dtype} | {_fmt(ips_j)} | {torch_cell} | {ratio} | {tflops:.3f} | {pct} |")
+        print(
+            f"| {name} | {batch} | {dtype} | {_fmt(ips_j)} | {torch_cell} | {ratio} | {tflops:.3f} | {pct} |"
+        )
     return 0

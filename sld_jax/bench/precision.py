@@ -26,7 +26,10 @@ _SIDE = 32
 def _flat(tree) -> dict:
     import jax
 
-    return {jax.tree_util.keystr(k): np.asarray(v, np.float64) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+    return {
+        jax.tree_util.keystr(k): np.asarray(v, np.float64)
+        for k, v in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
 
 def gradients(name: str, batch: int, seed: int, num_classes: int) -> dict[str, dict[str, np.ndarray]]:
@@ -53,7 +56,9 @@ def gradients(name: str, batch: int, seed: int, num_classes: int) -> dict[str, d
         loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x).to(dtype)), torch.from_numpy(y))
         loss.backward()
         grads = {**model.state_dict(), **{k: p.grad for k, p in model.named_parameters()}}
-        return torch_import.convert_state_dict(grads, name, num_classes=num_classes, dtype=np.float64)["params"]
+        return torch_import.convert_state_dict(grads, name, num_classes=num_classes, dtype=np.float64)[
+            "params"
+        ]
 
     with jax.enable_x64(True):
         out = {"reference": _flat(torch_grads(torch.float64))}
@@ -65,7 +70,9 @@ def gradients(name: str, batch: int, seed: int, num_classes: int) -> dict[str, d
 
         def loss_fn(params, model=model):
             (logits, _), _ = model.apply(
-                {"params": params, "batch_stats": variables["batch_stats"]}, images, train=True,
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                images,
+                train=True,
                 mutable=["batch_stats"],
             )
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
@@ -76,20 +83,28 @@ def gradients(name: str, batch: int, seed: int, num_classes: int) -> dict[str, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sld_jax.bench precision", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="MobileNetV2", help="a CIFAR student with a twin, e.g. MobileNetV2")
+    parser = argparse.ArgumentParser(
+        prog="python -m sld_jax.bench precision", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--model", default="MobileNetV2", help="a CIFAR student with a twin, e.g. MobileNetV2"
+    )
     parser.add_argument("--batch", type=int, default=64, help="images per batch")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (weights and batch)")
     parser.add_argument("--num-classes", type=int, default=100, help="classifier outputs")
-    parser.add_argument("--tensor", default="['blocks_1_0']['conv_3']['kernel']", help="a parameter to report")
+    parser.add_argument(
+        "--tensor", default="['blocks_1_0']['conv_3']['kernel']", help="a parameter to report"
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
 
     import torch
 
     torch.set_num_threads(1)
-    print(f"{args.model}, batch {args.batch} at {_SIDE}x{_SIDE}, train mode, mean cross-entropy; "
-          f"relative L2 distance from the float64 twin; {machine_description()}")
+    print(
+        f"{args.model}, batch {args.batch} at {_SIDE}x{_SIDE}, train mode, mean cross-entropy; "
+        f"relative L2 distance from the float64 twin; {machine_description()}"
+    )
     print(f"{'seed':>4}  {'gradient':<42} {'all parameters':>14}  {args.tensor}")
     for seed in seeds:
         grads = gradients(args.model, args.batch, seed, args.num_classes)

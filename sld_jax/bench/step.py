@@ -18,7 +18,6 @@ FLOPs per example = 2 x (2 x teacher MACs + 2 x 3 x student MACs).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 from typing import Callable
 
@@ -58,18 +57,28 @@ def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -
     config = configs_lib.cifar_config("sld", TEACHER, STUDENT)
     config.batch_size, config.compute_dtype = batch, dtype
     spec = sources.get_spec("cifar100")
-    data = RunData(spec=spec, num_train=spec.train_size,
-                   steps_per_epoch=pipeline.steps_per_epoch(spec.train_size, batch),
-                   host_crops=False, train_batches=None, eval_batches=None)
+    data = RunData(
+        spec=spec,
+        num_train=spec.train_size,
+        steps_per_epoch=pipeline.steps_per_epoch(spec.train_size, batch),
+        host_crops=False,
+        train_batches=None,
+        eval_batches=None,
+    )
     teacher = models.get_model(TEACHER, num_classes=spec.num_classes)
     teacher_vars = models.init_variables(teacher, jax.random.PRNGKey(1), image_size=32)
     built = setup.build(config, mesh, data=data, teacher_variables=teacher_vars)
     rng = np.random.default_rng(0)
-    host = {"image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, 100, batch).astype(np.int32),
-            "mask": np.ones(batch, bool), "index": np.arange(batch, dtype=np.int32)}
+    host = {
+        "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
+        "label": rng.integers(0, 100, batch).astype(np.int32),
+        "mask": np.ones(batch, bool),
+        "index": np.arange(batch, dtype=np.int32),
+    }
     device_batch = pipeline.to_global(host, mesh, batch)
-    key = jax.device_put(jax.random.PRNGKey(0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    key = jax.device_put(
+        jax.random.PRNGKey(0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    )
     step = compile_train_step(built.step_config(student_swap=student_swap), mesh)
     holder = {"state": built.state}
 
@@ -113,16 +122,19 @@ def torch_step(batch: int, *, student_swap: bool = True, device: str = "cpu") ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sld_jax.bench step",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sld_jax.bench step", description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--dtypes", default="float32", help="comma list: float32,bfloat16")
     parser.add_argument("--student-swap", choices=("on", "off", "both"), default="on")
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="accelerator peak (TFLOP/s) for the fraction-of-peak column; known "
-                             "GPUs (H100/H200/A100) are looked up per dtype")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="accelerator peak (TFLOP/s) for the fraction-of-peak column; known "
+        "GPUs (H100/H200/A100) are looked up per dtype",
+    )
     parser.add_argument("--torch-device", default=None, help="cpu or cuda (default: cuda if available)")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batch_sizes.split(",")]
@@ -163,17 +175,27 @@ def main(argv: list[str] | None = None) -> int:
     for batch in batches:
         for dtype in dtypes:
             for swap in swaps:
-                seconds = time_fn(jax_step(batch, dtype=dtype, student_swap=swap), warmup=2,
-                                  min_time=args.min_time, min_iters=3)
+                seconds = time_fn(
+                    jax_step(batch, dtype=dtype, student_swap=swap),
+                    warmup=2,
+                    min_time=args.min_time,
+                    min_iters=3,
+                )
                 tflops = batch * flops / seconds / 1e12
-                row = (f"| {batch} | {dtype} | {'on' if swap else 'off'} | {1e3 * seconds:.1f} | "
-                       f"{batch / seconds:.1f} | {tflops:.3f} |")
+                row = (
+                    f"| {batch} | {dtype} | {'on' if swap else 'off'} | {1e3 * seconds:.1f} | "
+                    f"{batch / seconds:.1f} | {tflops:.3f} |"
+                )
                 if show_peak:
                     row += f" {tflops / peak_for(dtype):.1%} |" if peak_for(dtype) else " - |"
                 if use_torch:
                     if dtype == "float32":
-                        ref = time_fn(torch_step(batch, student_swap=swap, device=torch_device), warmup=1,
-                                      min_time=args.min_time, min_iters=3)
+                        ref = time_fn(
+                            torch_step(batch, student_swap=swap, device=torch_device),
+                            warmup=1,
+                            min_time=args.min_time,
+                            min_iters=3,
+                        )
                         row += f" {1e3 * ref:.1f} | {batch / ref:.1f} | {ref / seconds:.2f}x |"
                     else:
                         row += " - | - | - |"

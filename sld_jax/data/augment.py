@@ -471,6 +471,7 @@ def strong_from_cropped(
     mean_arr = _as_channel_stats("mean", mean)
     std_arr = _as_channel_stats("std", std)
     _, strong_keys = _example_keys(rng, example_ids)
+
     def one(key, image):
         return apply_strong_view(image, draw_strong_view(key, image.shape), crop=False)
 

@@ -264,9 +264,7 @@ def pil_affine(image: jax.Array, coefficients: tuple[jax.Array, ...]) -> jax.Arr
     """
     a, b, c, d, e, f = (jnp.asarray(v, jnp.float32) for v in coefficients)
     zero, one = jnp.float32(0.0), jnp.float32(1.0)
-    matrix = jnp.stack(
-        [jnp.stack([e, d, zero]), jnp.stack([b, a, zero]), jnp.stack([zero, zero, one])]
-    )
+    matrix = jnp.stack([jnp.stack([e, d, zero]), jnp.stack([b, a, zero]), jnp.stack([zero, zero, one])])
     offset = jnp.stack([f + 0.5 * (d + e) - 0.5, c + 0.5 * (a + b) - 0.5, zero])
     # Exact float32 coordinates even where the backend would otherwise use reduced-precision matmuls.
     with jax.default_matmul_precision("float32"):

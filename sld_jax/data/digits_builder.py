@@ -46,8 +46,9 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, np.asarray(bunch.target, np.int64)
 
 
-def split_indices(labels: np.ndarray, *, seed: int = SPLIT_SEED,
-                  test_fraction: float = TEST_FRACTION) -> dict[str, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, *, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION
+) -> dict[str, np.ndarray]:
     """Seeded stratified split of ``labels`` (``int [N]``) into sorted index arrays ``train``/``test``.
 
     Each class contributes ``round(test_fraction * count)`` of its examples to ``test``, chosen by a
@@ -88,11 +89,13 @@ class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 "1,797 8x8 grey handwritten digits (UCI optical recognition of handwritten digits, "
                 "as shipped by scikit-learn) with a seeded stratified train/test split."
             ),
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=10),
-                "id": np.int32,
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                    "id": np.int32,
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
             citation=(
@@ -109,10 +112,12 @@ class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if (len(splits["train"]), len(splits["test"])) != (NUM_TRAIN, NUM_TEST):
             raise RuntimeError(
                 f"the digits split has {len(splits['train'])}/{len(splits['test'])} examples, not "
-                f"{NUM_TRAIN}/{NUM_TEST}; the scikit-learn data changed, so bump Digits.VERSION.")
+                f"{NUM_TRAIN}/{NUM_TEST}; the scikit-learn data changed, so bump Digits.VERSION."
+            )
         return {name: self._generate_examples(images, labels, idx) for name, idx in splits.items()}
 
-    def _generate_examples(self, images: np.ndarray, labels: np.ndarray,
-                           indices: np.ndarray) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(
+        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
+    ) -> Iterator[tuple[int, dict]]:
         for i in indices:
             yield int(i), {"image": images[i][:, :, None], "label": int(labels[i]), "id": int(i)}

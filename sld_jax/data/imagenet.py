@@ -69,9 +69,15 @@ def random_resized_crop_flip(image, seed, *, image_size: int = IMAGE_SIZE):
     tf = _tf()
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
-        min_object_covered=0.0, aspect_ratio_range=ASPECT_RATIO_RANGE, area_range=AREA_RANGE,
-        max_attempts=10, use_image_if_no_bounding_boxes=True)
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=crop_seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=ASPECT_RATIO_RANGE,
+        area_range=AREA_RANGE,
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     crop = tf.slice(image, begin, size)
     resized = tf.image.resize(crop, [image_size, image_size], method="bilinear", antialias=True)
     return tf.image.stateless_random_flip_left_right(_to_uint8(resized), flip_seed)
@@ -113,10 +119,20 @@ def _pad_and_batch(ds, padding_element: dict, num_real: int, num_batches: int, l
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(raw, *, num_examples: int, local_batch_size: int, seed: int, epoch: int,
-                  num_batches: int | None = None, start_step: int = 0, process_index: int = 0,
-                  image_size: int = IMAGE_SIZE, shuffle_buffer: int = 10_000,
-                  num_parallel_calls: int | None = None):
+def train_dataset(
+    raw,
+    *,
+    num_examples: int,
+    local_batch_size: int,
+    seed: int,
+    epoch: int,
+    num_batches: int | None = None,
+    start_step: int = 0,
+    process_index: int = 0,
+    image_size: int = IMAGE_SIZE,
+    shuffle_buffer: int = 10_000,
+    num_parallel_calls: int | None = None,
+):
     """This process's training batches of ``epoch`` as a ``tf.data.Dataset``.
 
     Args:
@@ -157,19 +173,33 @@ def train_dataset(raw, *, num_examples: int, local_batch_size: int, seed: int, e
         }
 
     skip = start_step * local_batch_size
-    ds = raw.shuffle(shuffle_buffer, seed=_stream_seed(seed, epoch, process_index, 0),
-                     reshuffle_each_iteration=False)
+    ds = raw.shuffle(
+        shuffle_buffer, seed=_stream_seed(seed, epoch, process_index, 0), reshuffle_each_iteration=False
+    )
     ds = ds.enumerate().skip(skip).map(decode, num_parallel_calls=parallel, deterministic=True)
     zeros = tf.zeros([image_size, image_size, 3], tf.uint8)
-    padding = {"image": zeros, "image_strong": zeros, "label": tf.constant(0, tf.int32),
-               "mask": tf.constant(False), "index": tf.constant(-1, tf.int32)}
-    return _pad_and_batch(ds, padding, max(num_examples - skip, 0), num_batches - start_step,
-                          local_batch_size)
+    padding = {
+        "image": zeros,
+        "image_strong": zeros,
+        "label": tf.constant(0, tf.int32),
+        "mask": tf.constant(False),
+        "index": tf.constant(-1, tf.int32),
+    }
+    return _pad_and_batch(
+        ds, padding, max(num_examples - skip, 0), num_batches - start_step, local_batch_size
+    )
 
 
-def eval_dataset(raw, *, num_examples: int, local_batch_size: int, num_batches: int | None = None,
-                 image_size: int = IMAGE_SIZE, resize_size: int = RESIZE_SIZE,
-                 num_parallel_calls: int | None = None):
+def eval_dataset(
+    raw,
+    *,
+    num_examples: int,
+    local_batch_size: int,
+    num_batches: int | None = None,
+    image_size: int = IMAGE_SIZE,
+    resize_size: int = RESIZE_SIZE,
+    num_parallel_calls: int | None = None,
+):
     """This process's evaluation batches (resize shorter side, centre crop) as a ``tf.data.Dataset``.
 
     ``raw`` holds ``{"image", "label", "index"}`` like :func:`train_dataset`'s. Yields ``num_batches``
@@ -184,16 +214,21 @@ def eval_dataset(raw, *, num_examples: int, local_batch_size: int, num_batches: 
 
     def decode(ex):
         return {
-            "image": resize_center_crop(decode_rgb(ex["image"]), image_size=image_size,
-                                        resize_size=resize_size),
+            "image": resize_center_crop(
+                decode_rgb(ex["image"]), image_size=image_size, resize_size=resize_size
+            ),
             "label": tf.cast(ex["label"], tf.int32),
             "mask": tf.constant(True),
             "index": tf.cast(ex["index"], tf.int32),
         }
 
     ds = raw.map(decode, num_parallel_calls=parallel, deterministic=True)
-    padding = {"image": tf.zeros([image_size, image_size, 3], tf.uint8), "label": tf.constant(0, tf.int32),
-               "mask": tf.constant(False), "index": tf.constant(-1, tf.int32)}
+    padding = {
+        "image": tf.zeros([image_size, image_size, 3], tf.uint8),
+        "label": tf.constant(0, tf.int32),
+        "mask": tf.constant(False),
+        "index": tf.constant(-1, tf.int32),
+    }
     return _pad_and_batch(ds, padding, num_examples, num_batches, local_batch_size)
 
 
@@ -242,7 +277,9 @@ def steps_per_epoch(split_size: int, global_batch_size: int, *, process_count: i
     """
     count = jax.process_count() if process_count is None else process_count
     if global_batch_size % count:
-        raise ValueError(f"global_batch_size={global_batch_size} must be a multiple of the {count} processes.")
+        raise ValueError(
+            f"global_batch_size={global_batch_size} must be a multiple of the {count} processes."
+        )
     return pipeline.steps_per_epoch(math.ceil(split_size / count), global_batch_size // count)
 
 
@@ -256,9 +293,18 @@ def _cardinality(ds) -> int:
     return n
 
 
-def read_shard(split: str, *, train: bool, name: str = "imagenet2012", data_dir=None, seed: int = 0,
-               epoch: int = 0, process_index: int | None = None, process_count: int | None = None,
-               download: bool = True) -> HostShard:
+def read_shard(
+    split: str,
+    *,
+    train: bool,
+    name: str = "imagenet2012",
+    data_dir=None,
+    seed: int = 0,
+    epoch: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    download: bool = True,
+) -> HostShard:
     """This process's shard of a TFDS image split, images left encoded.
 
     Training shards read the files in a ``(seed, epoch)``-seeded order and carry ``index`` = a hash
@@ -278,8 +324,12 @@ def read_shard(split: str, *, train: bool, name: str = "imagenet2012", data_dir=
     read_config = tfds.ReadConfig(add_tfds_id=train, shuffle_seed=_stream_seed(seed, epoch, index, 2))
 
     def open_(b, s, shuffle):
-        return b.as_dataset(split=s, shuffle_files=shuffle, read_config=read_config,
-                            decoders={"image": tfds.decode.SkipDecoding()})
+        return b.as_dataset(
+            split=s,
+            shuffle_files=shuffle,
+            read_config=read_config,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
 
     # TFDS can serve a split without local files (e.g. under tfds.testing.mock_data).
     if not builder.is_prepared() and try_read(lambda: open_(builder, sub, False)) is None:
@@ -289,12 +339,20 @@ def read_shard(split: str, *, train: bool, name: str = "imagenet2012", data_dir=
     split_size = _cardinality(open_(builder, split, False))
     offset = shard_bounds(split_size, index, count)[0]
     if train:
-        ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"],
-                                "index": tf.strings.to_hash_bucket_fast(ex["tfds_id"], 2**31 - 1)})
+        ds = ds.map(
+            lambda ex: {
+                "image": ex["image"],
+                "label": ex["label"],
+                "index": tf.strings.to_hash_bucket_fast(ex["tfds_id"], 2**31 - 1),
+            }
+        )
     else:
-        ds = ds.enumerate().map(lambda i, ex: {"image": ex["image"], "label": ex["label"], "index": i + offset})
-    return HostShard(dataset=ds, num_examples=num_examples, offset=offset, split_size=split_size,
-                     process_count=count)
+        ds = ds.enumerate().map(
+            lambda i, ex: {"image": ex["image"], "label": ex["label"], "index": i + offset}
+        )
+    return HostShard(
+        dataset=ds, num_examples=num_examples, offset=offset, split_size=split_size, process_count=count
+    )
 
 
 def _global(ds, mesh: Mesh, global_batch_size: int) -> Iterator[dict[str, jax.Array]]:
@@ -302,10 +360,20 @@ def _global(ds, mesh: Mesh, global_batch_size: int) -> Iterator[dict[str, jax.Ar
         yield pipeline.to_global(batch, mesh, global_batch_size)
 
 
-def train_batches(*, global_batch_size: int, seed: int, epoch: int, mesh: Mesh, start_step: int = 0,
-                  split: str = "train", name: str = "imagenet2012", data_dir=None,
-                  image_size: int = IMAGE_SIZE, shuffle_buffer: int = 10_000,
-                  download: bool = True) -> Iterator[dict[str, jax.Array]]:
+def train_batches(
+    *,
+    global_batch_size: int,
+    seed: int,
+    epoch: int,
+    mesh: Mesh,
+    start_step: int = 0,
+    split: str = "train",
+    name: str = "imagenet2012",
+    data_dir=None,
+    image_size: int = IMAGE_SIZE,
+    shuffle_buffer: int = 10_000,
+    download: bool = True,
+) -> Iterator[dict[str, jax.Array]]:
     """Global ImageNet training batches of ``epoch`` from ``start_step`` on, sharded over ``data``.
 
     Each process reads its ``even_splits`` shard and feeds the rows of its devices. Every process
@@ -313,24 +381,46 @@ def train_batches(*, global_batch_size: int, seed: int, epoch: int, mesh: Mesh, 
     ``label int32 [B]``, ``mask bool [B]``, ``index int32 [B]``.
     """
     local = len(pipeline.process_rows(global_batch_size, mesh))
-    shard = read_shard(split, train=True, name=name, data_dir=data_dir, seed=seed, epoch=epoch,
-                       download=download)
-    ds = train_dataset(shard.dataset, num_examples=shard.num_examples, local_batch_size=local, seed=seed,
-                       epoch=epoch, num_batches=math.ceil(shard.max_shard_size / local),
-                       start_step=start_step, process_index=jax.process_index(), image_size=image_size,
-                       shuffle_buffer=shuffle_buffer)
+    shard = read_shard(
+        split, train=True, name=name, data_dir=data_dir, seed=seed, epoch=epoch, download=download
+    )
+    ds = train_dataset(
+        shard.dataset,
+        num_examples=shard.num_examples,
+        local_batch_size=local,
+        seed=seed,
+        epoch=epoch,
+        num_batches=math.ceil(shard.max_shard_size / local),
+        start_step=start_step,
+        process_index=jax.process_index(),
+        image_size=image_size,
+        shuffle_buffer=shuffle_buffer,
+    )
     return _global(ds, mesh, global_batch_size)
 
 
-def eval_batches(*, global_batch_size: int, mesh: Mesh, split: str = "validation",
-                 name: str = "imagenet2012", data_dir=None, image_size: int = IMAGE_SIZE,
-                 resize_size: int = RESIZE_SIZE, download: bool = True) -> Iterator[dict[str, jax.Array]]:
+def eval_batches(
+    *,
+    global_batch_size: int,
+    mesh: Mesh,
+    split: str = "validation",
+    name: str = "imagenet2012",
+    data_dir=None,
+    image_size: int = IMAGE_SIZE,
+    resize_size: int = RESIZE_SIZE,
+    download: bool = True,
+) -> Iterator[dict[str, jax.Array]]:
     """Global ImageNet evaluation batches: each example exactly once, equal batch counts per process."""
     local = len(pipeline.process_rows(global_batch_size, mesh))
     shard = read_shard(split, train=False, name=name, data_dir=data_dir, download=download)
-    ds = eval_dataset(shard.dataset, num_examples=shard.num_examples, local_batch_size=local,
-                      num_batches=math.ceil(shard.max_shard_size / local), image_size=image_size,
-                      resize_size=resize_size)
+    ds = eval_dataset(
+        shard.dataset,
+        num_examples=shard.num_examples,
+        local_batch_size=local,
+        num_batches=math.ceil(shard.max_shard_size / local),
+        image_size=image_size,
+        resize_size=resize_size,
+    )
     return _global(ds, mesh, global_batch_size)
 
 
@@ -352,5 +442,5 @@ def raw_from_jpegs(jpegs: list[bytes], labels: np.ndarray | None = None):
     tf = _tf()
     labels = np.zeros(len(jpegs), np.int64) if labels is None else np.asarray(labels, np.int64)
     return tf.data.Dataset.from_tensor_slices(
-        {"image": jpegs, "label": labels, "index": np.arange(len(jpegs), dtype=np.int64)})
-
+        {"image": jpegs, "label": labels, "index": np.arange(len(jpegs), dtype=np.int64)}
+    )

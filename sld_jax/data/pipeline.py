@@ -47,8 +47,10 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
     782
     """
     if num_examples < 0 or global_batch_size <= 0:
-        raise ValueError(f"need num_examples >= 0 and a positive global batch size (batch_size > 0), "
-                         f"got {num_examples} and {global_batch_size}.")
+        raise ValueError(
+            f"need num_examples >= 0 and a positive global batch size (batch_size > 0), "
+            f"got {num_examples} and {global_batch_size}."
+        )
     return math.ceil(num_examples / global_batch_size)
 
 
@@ -72,7 +74,8 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(
             f"the mesh has axes {mesh.axis_names}, but batches are sharded over an axis named "
-            f"{DATA_AXIS!r}; build it with jax.sharding.Mesh(jax.devices(), ('data',)).")
+            f"{DATA_AXIS!r}; build it with jax.sharding.Mesh(jax.devices(), ('data',))."
+        )
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
@@ -90,8 +93,9 @@ def resolve_process(process_index: int | None, process_count: int | None) -> tup
     return index, count, (index, count) != real
 
 
-def process_rows(global_batch_size: int, mesh: Mesh, *, process_index: int | None = None,
-                 process_count: int | None = None) -> np.ndarray:
+def process_rows(
+    global_batch_size: int, mesh: Mesh, *, process_index: int | None = None, process_count: int | None = None
+) -> np.ndarray:
     """Rows of a global batch that a process feeds, ``int64 [local_batch]``, in device-shard order.
 
     These are the rows of the process's addressable shards of ``NamedSharding(mesh, P("data"))``,
@@ -108,19 +112,26 @@ def process_rows(global_batch_size: int, mesh: Mesh, *, process_index: int | Non
     if global_batch_size <= 0 or global_batch_size % num_shards:
         raise ValueError(
             f"global_batch_size={global_batch_size} must be a positive multiple of the mesh's "
-            f"{num_shards} data shards; change the batch size or the mesh.")
+            f"{num_shards} data shards; change the batch size or the mesh."
+        )
     index, count, simulated = resolve_process(process_index, process_count)
     shard = global_batch_size // num_shards
     starts = sorted({(s[0].start or 0) for s in sharding.devices_indices_map((global_batch_size,)).values()})
     if simulated:
         if num_shards % count:
             raise ValueError(
-                f"cannot split {num_shards} data shards evenly over {count} simulated processes.")
+                f"cannot split {num_shards} data shards evenly over {count} simulated processes."
+            )
         per = num_shards // count
-        mine = starts[index * per:(index + 1) * per]
+        mine = starts[index * per : (index + 1) * per]
     else:
-        mine = sorted({(s[0].start or 0) for d, s in sharding.devices_indices_map((global_batch_size,)).items()
-                       if d.process_index == index})
+        mine = sorted(
+            {
+                (s[0].start or 0)
+                for d, s in sharding.devices_indices_map((global_batch_size,)).items()
+                if d.process_index == index
+            }
+        )
     if not mine:
         raise ValueError(f"process {index} has no devices in the mesh; every process must hold a data shard.")
     return np.concatenate([np.arange(s, s + shard) for s in mine])
@@ -145,18 +156,27 @@ def _gather(split: InMemorySplit, ids: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _batches(split: InMemorySplit, order: np.ndarray, rows: np.ndarray, global_batch_size: int,
-             start_step: int) -> Iterator[dict[str, np.ndarray]]:
+def _batches(
+    split: InMemorySplit, order: np.ndarray, rows: np.ndarray, global_batch_size: int, start_step: int
+) -> Iterator[dict[str, np.ndarray]]:
     steps = steps_per_epoch(len(order), global_batch_size)
     padded = np.full(steps * global_batch_size, -1, np.int64)
-    padded[:len(order)] = order
+    padded[: len(order)] = order
     for step in range(start_step, steps):
-        yield _gather(split, padded[step * global_batch_size:(step + 1) * global_batch_size][rows])
+        yield _gather(split, padded[step * global_batch_size : (step + 1) * global_batch_size][rows])
 
 
-def host_train_batches(split: InMemorySplit, *, global_batch_size: int, seed: int, epoch: int,
-                       mesh: Mesh, start_step: int = 0, process_index: int | None = None,
-                       process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+def host_train_batches(
+    split: InMemorySplit,
+    *,
+    global_batch_size: int,
+    seed: int,
+    epoch: int,
+    mesh: Mesh,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
     """This process's rows of each training batch of ``epoch`` (numpy; see the module doc).
 
     Yields ``steps_per_epoch(len(split), global_batch_size) - start_step`` dicts of
@@ -169,9 +189,14 @@ def host_train_batches(split: InMemorySplit, *, global_batch_size: int, seed: in
     return _batches(split, order, rows, global_batch_size, start_step)
 
 
-def host_eval_batches(split: InMemorySplit, *, global_batch_size: int, mesh: Mesh,
-                      process_index: int | None = None,
-                      process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+def host_eval_batches(
+    split: InMemorySplit,
+    *,
+    global_batch_size: int,
+    mesh: Mesh,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
     """This process's rows of each evaluation batch: the split in order, the last batch padded.
 
     Every process yields ``steps_per_epoch(len(split), global_batch_size)`` batches; over all
@@ -184,24 +209,30 @@ def host_eval_batches(split: InMemorySplit, *, global_batch_size: int, mesh: Mes
 def to_global(batch: dict[str, np.ndarray], mesh: Mesh, global_batch_size: int) -> dict[str, jax.Array]:
     """Process-local rows -> global ``jax.Array``s ``[global_batch_size, ...]`` sharded on ``data``."""
     sharding = data_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v, (global_batch_size,) + v.shape[1:])
-            for k, v in batch.items()}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, v, (global_batch_size,) + v.shape[1:])
+        for k, v in batch.items()
+    }
 
 
-def train_batches(split: InMemorySplit, *, global_batch_size: int, seed: int, epoch: int, mesh: Mesh,
-                  start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
+def train_batches(
+    split: InMemorySplit, *, global_batch_size: int, seed: int, epoch: int, mesh: Mesh, start_step: int = 0
+) -> Iterator[dict[str, jax.Array]]:
     """Global training batches of ``epoch``, from ``start_step`` on (exact resume).
 
     Yields dicts of global arrays sharded over ``data``: ``image uint8 [B, S, S, 3]``,
     ``label int32 [B]``, ``mask bool [B]``, ``index int32 [B]`` (``B = global_batch_size``, a
     multiple of the mesh's data shards). Arguments are checked when called, before any batch.
     """
-    host = host_train_batches(split, global_batch_size=global_batch_size, seed=seed, epoch=epoch,
-                              mesh=mesh, start_step=start_step)
+    host = host_train_batches(
+        split, global_batch_size=global_batch_size, seed=seed, epoch=epoch, mesh=mesh, start_step=start_step
+    )
     return (to_global(b, mesh, global_batch_size) for b in host)
 
 
-def eval_batches(split: InMemorySplit, *, global_batch_size: int, mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
+def eval_batches(
+    split: InMemorySplit, *, global_batch_size: int, mesh: Mesh
+) -> Iterator[dict[str, jax.Array]]:
     """Global evaluation batches: every example exactly once, the last batch padded with ``mask=False``."""
     host = host_eval_batches(split, global_batch_size=global_batch_size, mesh=mesh)
     return (to_global(b, mesh, global_batch_size) for b in host)

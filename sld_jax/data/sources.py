@@ -78,28 +78,60 @@ class DatasetSpec:
 
 
 #: The datasets sld_jax knows, by name (read-only).
-DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({
-    # 8x8 grey digits served as 16x16 RGB (each pixel repeated 2x2, grey repeated over RGB);
-    # mean/std measured over the served training split.
-    "digits": DatasetSpec(
-        name="digits", tfds_name="digits", num_classes=10, image_size=16,
-        mean=(0.3055, 0.3055, 0.3055), std=(0.3759, 0.3759, 0.3759), crop_padding=2,
-        train_split="train", test_split="test", train_size=1438, test_size=359,
-        in_memory=True, source="generated"),
-    # Normalisation constants of the reference (mdistiller's CIFAR-100 loader).
-    "cifar100": DatasetSpec(
-        name="cifar100", tfds_name="cifar100", num_classes=100, image_size=32,
-        mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), crop_padding=4,
-        train_split="train", test_split="test", train_size=50_000, test_size=10_000,
-        in_memory=True, source="download",
-        download_url="https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"),
-    # torchvision's ImageNet normalisation, as in the reference.
-    "imagenet2012": DatasetSpec(
-        name="imagenet2012", tfds_name="imagenet2012", num_classes=1000, image_size=224,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_padding=0,
-        train_split="train", test_split="validation", train_size=1_281_167, test_size=50_000,
-        in_memory=False, source="manual"),
-})
+DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType(
+    {
+        # 8x8 grey digits served as 16x16 RGB (each pixel repeated 2x2, grey repeated over RGB);
+        # mean/std measured over the served training split.
+        "digits": DatasetSpec(
+            name="digits",
+            tfds_name="digits",
+            num_classes=10,
+            image_size=16,
+            mean=(0.3055, 0.3055, 0.3055),
+            std=(0.3759, 0.3759, 0.3759),
+            crop_padding=2,
+            train_split="train",
+            test_split="test",
+            train_size=1438,
+            test_size=359,
+            in_memory=True,
+            source="generated",
+        ),
+        # Normalisation constants of the reference (mdistiller's CIFAR-100 loader).
+        "cifar100": DatasetSpec(
+            name="cifar100",
+            tfds_name="cifar100",
+            num_classes=100,
+            image_size=32,
+            mean=(0.5071, 0.4867, 0.4408),
+            std=(0.2675, 0.2565, 0.2761),
+            crop_padding=4,
+            train_split="train",
+            test_split="test",
+            train_size=50_000,
+            test_size=10_000,
+            in_memory=True,
+            source="download",
+            download_url="https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        ),
+        # torchvision's ImageNet normalisation, as in the reference.
+        "imagenet2012": DatasetSpec(
+            name="imagenet2012",
+            tfds_name="imagenet2012",
+            num_classes=1000,
+            image_size=224,
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+            crop_padding=0,
+            train_split="train",
+            test_split="validation",
+            train_size=1_281_167,
+            test_size=50_000,
+            in_memory=False,
+            source="manual",
+        ),
+    }
+)
 
 #: Files TFDS needs in ``<data_dir>/downloads/manual`` to prepare imagenet2012.
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
@@ -114,8 +146,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.") from None
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.") from None
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str:
@@ -134,8 +165,10 @@ def prepare_command(name: str, data_dir: str | os.PathLike | None = None) -> str
     command = f"python -m sld_jax.data prepare {get_spec(name).name} --data_dir {resolve_data_dir(data_dir)}"
     if get_spec(name).source == "manual":
         manual = os.path.join(resolve_data_dir(data_dir), "downloads", "manual")
-        command = (f"download {' and '.join(IMAGENET_MANUAL_FILES)} from https://image-net.org "
-                   f"into {manual}, then run: {command}")
+        command = (
+            f"download {' and '.join(IMAGENET_MANUAL_FILES)} from https://image-net.org "
+            f"into {manual}, then run: {command}"
+        )
     return command
 
 
@@ -155,7 +188,8 @@ def tfds_builder(name: str, *, data_dir: str | os.PathLike | None = None):
 def _not_found(spec: DatasetSpec, root: str, reason: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"dataset {spec.name!r} is not prepared in {root} ({reason}); prepare it with: "
-        f"{prepare_command(spec.name, root)}")
+        f"{prepare_command(spec.name, root)}"
+    )
 
 
 def _unreachable(url: str, timeout: float) -> str | None:
@@ -169,8 +203,9 @@ def _unreachable(url: str, timeout: float) -> str | None:
     return None
 
 
-def prepare(name: str, *, data_dir: str | os.PathLike | None = None, download: bool = True,
-            probe_timeout: float = 5.0):
+def prepare(
+    name: str, *, data_dir: str | os.PathLike | None = None, download: bool = True, probe_timeout: float = 5.0
+):
     """Prepares dataset ``name`` in ``data_dir`` if needed and returns its TFDS builder.
 
     ``digits`` is built from scikit-learn's bundled file (no network). ``cifar100`` is downloaded
@@ -214,11 +249,13 @@ def _check_split(spec: DatasetSpec, split: str) -> None:
     if base not in spec.splits:
         raise ValueError(
             f"dataset {spec.name!r} has no split {split!r}; use one of {list(spec.splits)} "
-            "(optionally with a TFDS slice, e.g. 'train[:10%]').")
+            "(optionally with a TFDS slice, e.g. 'train[:10%]')."
+        )
 
 
-def validate_examples(images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray, *,
-                      spec: DatasetSpec, split: str) -> None:
+def validate_examples(
+    images: np.ndarray | Sequence[np.ndarray], labels: np.ndarray, *, spec: DatasetSpec, split: str
+) -> None:
     """Checks a split before training: images ``uint8 [N, S, S, 3]``, labels ``int [N]`` in range.
 
     ``images`` is an array or a sequence of ``[S, S, 3]`` arrays (``S = spec.image_size``).
@@ -238,7 +275,8 @@ def validate_examples(images: np.ndarray | Sequence[np.ndarray], labels: np.ndar
         if images.ndim != 4 or images.shape[1:] != want or images.dtype != np.uint8:
             raise DataValidationError(
                 f"{where}: image at index 0 is {images.dtype.name} {tuple(images.shape[1:])}, "
-                f"expected uint8 {want}; convert the images (e.g. resize, np.uint8) before training.")
+                f"expected uint8 {want}; convert the images (e.g. resize, np.uint8) before training."
+            )
         num = images.shape[0]
     else:
         num = len(images)
@@ -247,12 +285,14 @@ def validate_examples(images: np.ndarray | Sequence[np.ndarray], labels: np.ndar
             if image.shape != want or image.dtype != np.uint8:
                 raise DataValidationError(
                     f"{where}: image at index {i} is {image.dtype.name} {tuple(image.shape)}, "
-                    f"expected uint8 {want}; convert the images (e.g. resize, np.uint8) before training.")
+                    f"expected uint8 {want}; convert the images (e.g. resize, np.uint8) before training."
+                )
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != num or not np.issubdtype(labels.dtype, np.integer):
         raise DataValidationError(
             f"{where}: labels are {labels.dtype.name} {labels.shape} for {num} images; "
-            f"pass one integer label per image.")
+            f"pass one integer label per image."
+        )
     if num == 0:
         raise DataValidationError(f"{where}: the split is empty; check the split name or slice.")
     bad = np.flatnonzero((labels < 0) | (labels >= spec.num_classes))
@@ -260,7 +300,8 @@ def validate_examples(images: np.ndarray | Sequence[np.ndarray], labels: np.ndar
         i = int(bad[0])
         raise DataValidationError(
             f"{where}: label {int(labels[i])} at index {i} is outside [0, {spec.num_classes}); "
-            f"fix the labels or use a dataset with more classes.")
+            f"fix the labels or use a dataset with more classes."
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -350,8 +391,7 @@ def _read_cache(root: str, name: str, split: str) -> dict[str, np.ndarray] | Non
         return None
 
 
-def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray],
-                 builder_dir: str) -> None:
+def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray], builder_dir: str) -> None:
     """Saves a split read from prepared TFDS files for :func:`_read_cache` (best effort)."""
     stamp = _info_stamp(builder_dir)
     if stamp is None:
@@ -360,8 +400,9 @@ def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray],
     tmp = f"{path}.{os.getpid()}.tmp.npz"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.savez(tmp, image=raw["image"], label=raw["label"], source=np.array(builder_dir),
-                 stamp=np.array(stamp))
+        np.savez(
+            tmp, image=raw["image"], label=raw["label"], source=np.array(builder_dir), stamp=np.array(stamp)
+        )
         os.replace(tmp, path)
     except OSError:  # a read-only data_dir: no cache, nothing lost
         try:
@@ -370,8 +411,9 @@ def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray],
             pass
 
 
-def load_in_memory(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
-                   download: bool = True) -> InMemorySplit:
+def load_in_memory(
+    name: str, split: str, *, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> InMemorySplit:
     """Loads a whole split of ``digits`` or ``cifar100`` into host memory, validated.
 
     Prepares the dataset first if needed (see :func:`prepare`). A split read from prepared TFDS
@@ -393,7 +435,8 @@ def load_in_memory(name: str, split: str, *, data_dir: str | os.PathLike | None 
     spec = get_spec(name)
     if not spec.in_memory:
         raise ValueError(
-            f"dataset {name!r} is streamed, not held in memory; use sld_jax.data.imagenet instead.")
+            f"dataset {name!r} is streamed, not held in memory; use sld_jax.data.imagenet instead."
+        )
     _check_split(spec, split)
     root = resolve_data_dir(data_dir)
     raw = _read_cache(root, name, split)
@@ -415,15 +458,18 @@ def load_in_memory(name: str, split: str, *, data_dir: str | os.PathLike | None 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sld_jax.data prepare NAME [--data_dir DIR] [--no-download]``."""
-    parser = argparse.ArgumentParser(prog="python -m sld_jax.data",
-                                     description="Prepare an sld_jax dataset in a TFDS data_dir.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sld_jax.data", description="Prepare an sld_jax dataset in a TFDS data_dir."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="build/download a dataset into the data directory")
     p.add_argument("name", choices=list(DATASETS))
-    p.add_argument("--data_dir", default=None,
-                   help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    p.add_argument("--no-download", dest="download", action="store_false",
-                   help="fail instead of downloading")
+    p.add_argument(
+        "--data_dir",
+        default=None,
+        help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
+    p.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading")
     args = parser.parse_args(argv)
     try:
         builder = prepare(args.name, data_dir=args.data_dir, download=args.download)

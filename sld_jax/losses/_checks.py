@@ -20,11 +20,11 @@ def check_logits(name: str, logits: jax.Array) -> None:
         raise TypeError(f"{name} must be an array of shape [..., num_classes], got {type(logits).__name__}.")
     if logits.ndim < 1 or logits.shape[-1] < 1:
         raise ValueError(
-                f"{name} must have shape [..., num_classes] with num_classes >= 1, got shape {logits.shape}."
+            f"{name} must have shape [..., num_classes] with num_classes >= 1, got shape {logits.shape}."
         )
     if not jnp.issubdtype(logits.dtype, jnp.floating):
         raise TypeError(
-                f"{name} must be floating point (float32 or bfloat16), got {logits.dtype}; cast it with .astype(jnp.float32)."
+            f"{name} must be floating point (float32 or bfloat16), got {logits.dtype}; cast it with .astype(jnp.float32)."
         )
 
 
@@ -32,7 +32,7 @@ def check_same_shape(a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> No
     """Raises unless two logit arrays have identical shapes."""
     if a.shape != b.shape:
         raise ValueError(
-                f"{a_name} and {b_name} must have the same shape [..., num_classes], got {a.shape} and {b.shape}."
+            f"{a_name} and {b_name} must have the same shape [..., num_classes], got {a.shape} and {b.shape}."
         )
 
 
@@ -48,12 +48,12 @@ def check_labels(
         raise TypeError(f"labels must be an integer array, got {type(labels).__name__}.")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
-                f"labels must be integer class indices (not one-hot or float), got dtype {labels.dtype}; "
-                "pass jnp.argmax(one_hot, -1) or .astype(jnp.int32)."
+            f"labels must be integer class indices (not one-hot or float), got dtype {labels.dtype}; "
+            "pass jnp.argmax(one_hot, -1) or .astype(jnp.int32)."
         )
     if labels.shape != logits.shape[:-1]:
         raise ValueError(
-                f"labels must have shape {logits.shape[:-1]} ({logits_name}.shape[:-1]), got {labels.shape}."
+            f"labels must have shape {logits.shape[:-1]} ({logits_name}.shape[:-1]), got {labels.shape}."
         )
     if isinstance(labels, jax.core.Tracer) or not labels.size:
         return
@@ -65,8 +65,8 @@ def check_labels(
     bad = np.flatnonzero(out_of_range)
     if bad.size:
         raise ValueError(
-                f"labels must lie in [0, {num_classes}); flat index {int(bad[0])} holds "
-                f"{int(values.reshape(-1)[bad[0]])}. Check the dataset's class count."
+            f"labels must lie in [0, {num_classes}); flat index {int(bad[0])} holds "
+            f"{int(values.reshape(-1)[bad[0]])}. Check the dataset's class count."
         )
 
 
@@ -87,7 +87,7 @@ def check_mask(mask: jax.Array | None, batch_shape: tuple[int, ...]) -> None:
     """Raises unless ``mask`` is None or has the per-example shape ``batch_shape``."""
     if mask is not None and tuple(mask.shape) != tuple(batch_shape):
         raise ValueError(
-                f"mask must be per example with shape {batch_shape} (labels.shape), got {tuple(mask.shape)}."
+            f"mask must be per example with shape {batch_shape} (labels.shape), got {tuple(mask.shape)}."
         )
 
 
@@ -100,19 +100,26 @@ def check_static_bool(name: str, value: object) -> bool:
     """Returns ``value`` if it is a Python bool (a static switch under jit); raises otherwise."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(
-                f"{name} must be a Python bool (it is static under jit), got {type(value).__name__}; "
-                f"pass {name}=True or {name}=False."
+            f"{name} must be a Python bool (it is static under jit), got {type(value).__name__}; "
+            f"pass {name}=True or {name}=False."
         )
     return bool(value)
 
 
 def check_static_number(
-    name: str, value: object, *, low: float | None = None, high: float | None = None,
-    low_inclusive: bool = True, high_inclusive: bool = True,
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
 ) -> float:
     """Returns ``value`` as a Python float after checking it is a concrete number within bounds."""
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a concrete Python number (a static hyper-parameter), not a traced array.")
+        raise TypeError(
+            f"{name} must be a concrete Python number (a static hyper-parameter), not a traced array."
+        )
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -133,9 +140,7 @@ def check_static_number(
 def check_num_classes(name: str, logits: jax.Array, minimum: int, why: str) -> None:
     """Raises unless the class axis of ``logits`` has at least ``minimum`` entries."""
     if logits.shape[-1] < minimum:
-        raise ValueError(
-                f"{name} must have at least {minimum} classes ({why}), got shape {logits.shape}."
-        )
+        raise ValueError(f"{name} must have at least {minimum} classes ({why}), got shape {logits.shape}.")
 
 
 def check_mask_array(mask: jax.Array | None, batch_shape: tuple[int, ...]) -> None:
@@ -143,7 +148,9 @@ def check_mask_array(mask: jax.Array | None, batch_shape: tuple[int, ...]) -> No
     if mask is None:
         return
     if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
-        raise TypeError(f"mask must be an array of shape {batch_shape} (True for real examples), got {type(mask).__name__}.")
+        raise TypeError(
+            f"mask must be an array of shape {batch_shape} (True for real examples), got {type(mask).__name__}."
+        )
     check_mask(mask, batch_shape)
 
 
@@ -151,6 +158,6 @@ def check_batch_matrix(name: str, logits: jax.Array) -> None:
     """Raises unless ``logits`` is a ``[B, C]`` matrix (losses that couple examples need one batch axis)."""
     if logits.ndim != 2:
         raise ValueError(
-                f"{name} must have shape [batch, num_classes] (rank 2) for batch- and class-level terms, "
-                f"got shape {logits.shape}; reshape leading axes into one batch axis."
+            f"{name} must have shape [batch, num_classes] (rank 2) for batch- and class-level terms, "
+            f"got shape {logits.shape}; reshape leading axes into one batch axis."
         )

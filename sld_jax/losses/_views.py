@@ -27,8 +27,7 @@ def prepare(
     """
     if (student_strong is None) != (teacher_strong is None):
         raise ValueError(
-                "student_strong and teacher_strong must both be arrays (two views) or both be None "
-                "(single view)."
+            "student_strong and teacher_strong must both be arrays (two views) or both be None (single view)."
         )
     named = [("student_weak", student_weak), ("teacher_weak", teacher_weak)]
     if student_strong is not None:
@@ -79,8 +78,8 @@ def check_transform(teacher_transform: object) -> None:
     """Raises unless ``teacher_transform`` is None or a callable ``(logits, labels) -> logits``."""
     if teacher_transform is not None and not callable(teacher_transform):
         raise TypeError(
-                "teacher_transform must be None or a callable (logits, labels) -> logits, e.g. "
-                f"losses.swap_logits or losses.get_teacher_transform(name); got {type(teacher_transform).__name__}."
+            "teacher_transform must be None or a callable (logits, labels) -> logits, e.g. "
+            f"losses.swap_logits or losses.get_teacher_transform(name); got {type(teacher_transform).__name__}."
         )
 
 
@@ -96,8 +95,8 @@ def teacher_target(
         target = teacher_transform(target, labels)
         if getattr(target, "shape", None) != teacher_logits.shape:
             raise ValueError(
-                    f"teacher_transform must return logits of shape {teacher_logits.shape}, got "
-                    f"{getattr(target, 'shape', type(target).__name__)}."
+                f"teacher_transform must return logits of shape {teacher_logits.shape}, got "
+                f"{getattr(target, 'shape', type(target).__name__)}."
             )
     return target
 

@@ -177,8 +177,6 @@ def dkd_objective(
         t = _views.teacher_target(t, labels, teacher_transform)
         if logit_standardization:
             s, t = _views.standardize_pair(s, t)
-        kd = kd + masked_mean(
-            dkd_loss(s, t, labels, alpha=alpha, beta=beta, temperature=temperature), mask
-        )
+        kd = kd + masked_mean(dkd_loss(s, t, labels, alpha=alpha, beta=beta, temperature=temperature), mask)
     factor = jnp.asarray(warmup_factor, jnp.float32)
     return _views.finish({"ce": ce_weight * ce, "kd": factor * kd})

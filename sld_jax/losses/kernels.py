@@ -103,17 +103,17 @@ def _fused_tempered_kl_bwd(temps, residuals, cotangents):
     classes = jnp.arange(s.shape[-1], dtype=picks.dtype)
     grad_s = jnp.zeros_like(s)
     for j in range(picks.shape[-1]):
-        grad_s = grad_s + jnp.where(classes == picks[..., j:j + 1], g_picked[..., j:j + 1], 0.0)
+        grad_s = grad_s + jnp.where(classes == picks[..., j : j + 1], g_picked[..., j : j + 1], 0.0)
     grad_t = jnp.zeros_like(t)
     for k, temp in enumerate(temps):
         inv = 1.0 / temp
-        log_q = (s - s_max) * inv - lse_s[..., k:k + 1]
-        log_p = (t - t_max) * inv - lse_t[..., k:k + 1]
+        log_q = (s - s_max) * inv - lse_s[..., k : k + 1]
+        log_p = (t - t_max) * inv - lse_t[..., k : k + 1]
         q = jnp.exp(log_q)
         p = jnp.exp(log_p)
-        gk = g_kl[..., k:k + 1] * inv
-        grad_s = grad_s + gk * (q - p) + (g_lse[..., k:k + 1] * inv) * q
-        grad_t = grad_t + gk * p * (log_p - log_q - kl[..., k:k + 1])
+        gk = g_kl[..., k : k + 1] * inv
+        grad_s = grad_s + gk * (q - p) + (g_lse[..., k : k + 1] * inv) * q
+        grad_t = grad_t + gk * p * (log_p - log_q - kl[..., k : k + 1])
     zero_picks = np.zeros(picks.shape, jax.dtypes.float0)
     return grad_s, grad_t, jnp.zeros_like(s_max), zero_picks
 

@@ -168,7 +168,9 @@ def class_alignment_loss(
       >>> class_alignment_loss(z, z, temperature=4.0)
       Array(0., dtype=float32)
     """
-    return _gram_alignment(student_logits, teacher_logits, temperature, class_weights, mask, over_classes=True)
+    return _gram_alignment(
+        student_logits, teacher_logits, temperature, class_weights, mask, over_classes=True
+    )
 
 
 def mlkd_objective(

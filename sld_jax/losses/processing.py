@@ -259,9 +259,7 @@ def multi_swap(logits: jax.Array, labels: jax.Array, *, k: int = 3) -> jax.Array
     ranks = jnp.argsort(order, axis=-1, stable=True)  # 0-based rank of each class
     ordered = jnp.take_along_axis(logits, order, axis=-1)
     label_rank = jnp.take_along_axis(ranks, labels[..., None], axis=-1)  # [..., 1]
-    next_value = jnp.take_along_axis(
-        ordered, jnp.minimum(ranks + 1, logits.shape[-1] - 1), axis=-1
-    )
+    next_value = jnp.take_along_axis(ordered, jnp.minimum(ranks + 1, logits.shape[-1] - 1), axis=-1)
     rotated = jnp.where(is_label, ordered[..., :1], jnp.where(ranks < label_rank, next_value, logits))
     return jnp.where(label_rank < k, rotated, swap_logits(logits, labels))
 
@@ -300,9 +298,7 @@ def get_teacher_transform(name: str, **kwargs) -> Callable[[jax.Array, jax.Array
       Array([[1., 2., 3.]], dtype=float32)
     """
     if name not in TEACHER_TRANSFORMS:
-        raise ValueError(
-                f"unknown teacher transform {name!r}; valid names: {', '.join(TEACHER_TRANSFORMS)}."
-        )
+        raise ValueError(f"unknown teacher transform {name!r}; valid names: {', '.join(TEACHER_TRANSFORMS)}.")
     fn = TEACHER_TRANSFORMS[name]
     if not kwargs:
         return fn
@@ -311,8 +307,8 @@ def get_teacher_transform(name: str, **kwargs) -> Callable[[jax.Array, jax.Array
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError(
-                f"teacher transform {name!r} takes no argument {unknown[0]!r}; its hyper-parameters "
-                f"are: {', '.join(allowed) or 'none'}."
+            f"teacher transform {name!r} takes no argument {unknown[0]!r}; its hyper-parameters "
+            f"are: {', '.join(allowed) or 'none'}."
         )
     _validate(name, kwargs)
     return functools.partial(fn, **kwargs)

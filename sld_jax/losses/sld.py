@@ -212,9 +212,15 @@ def pseudo_teacher_loss(
       >>> pseudo_teacher_loss(jnp.array([[0., 2.]]), jnp.array([1]))  # argmax == label: no swap
       Array([0.], dtype=float32)
     """
-    return sld_loss(student_logits, student_logits, labels, temperatures=temperatures,
-                    student_swap=True, stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
-                    teacher_transform=None)
+    return sld_loss(
+        student_logits,
+        student_logits,
+        labels,
+        temperatures=temperatures,
+        student_swap=True,
+        stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
+        teacher_transform=None,
+    )
 
 
 def student_swap_active(epoch: int, gamma: int) -> bool:

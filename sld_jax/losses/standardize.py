@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from sld_jax.losses import _checks
 from sld_jax.losses.kd import kd_objective
@@ -73,8 +72,16 @@ def standardized_kd_objective(
       0.0
     """
     return kd_objective(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels,
-        temperature=temperature, ce_weight=ce_weight, kd_weight=kd_weight,
-        teacher_transform=teacher_transform, logit_standardization=True, mask=mask,
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        temperature=temperature,
+        ce_weight=ce_weight,
+        kd_weight=kd_weight,
+        teacher_transform=teacher_transform,
+        logit_standardization=True,
+        mask=mask,
         where=where,
     )

@@ -38,7 +38,17 @@ from sld_jax.models.cifar import CIFAR_MODEL_INFO, CIFAR_MODELS
 from sld_jax.models.imagenet import IMAGENET_MODEL_INFO, IMAGENET_MODELS
 from sld_jax.models.layers import Linear
 
-__all__ = ["MODELS", "MODEL_INFO", "ModelSummary", "check_name", "get_model", "init_variables", "count_params", "count_macs", "summarize"]
+__all__ = [
+    "MODELS",
+    "MODEL_INFO",
+    "ModelSummary",
+    "check_name",
+    "get_model",
+    "init_variables",
+    "count_params",
+    "count_macs",
+    "summarize",
+]
 
 
 # name -> constructor called as ctor(num_classes=..., dtype=..., axis_name=...)
@@ -62,7 +72,9 @@ def check_name(name: str) -> None:
         )
 
 
-def get_model(name: str, *, num_classes: int, dtype: Any = jnp.float32, axis_name: str | None = None) -> nn.Module:
+def get_model(
+    name: str, *, num_classes: int, dtype: Any = jnp.float32, axis_name: str | None = None
+) -> nn.Module:
     """Build the zoo model ``name``.
 
     Args:

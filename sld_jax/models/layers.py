@@ -91,7 +91,9 @@ def _kernel_grad_by_dots(x: Array, g: Array, kernel_hw: tuple[int, int], strides
     for i in range(kh):
         cols = []
         for j in range(kw):
-            xs = jax.lax.slice(xp, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin), (1, sh, sw, 1))
+            xs = jax.lax.slice(
+                xp, (0, i, j, 0), (b, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, cin), (1, sh, sw, 1)
+            )
             cols.append(
                 jax.lax.dot_general(
                     xs.reshape(b * ho * wo, cin), g2, (((0,), (0,)), ((), ())), preferred_element_type=acc
@@ -111,7 +113,9 @@ def _varying_axes(x: Array) -> frozenset:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_fast_kernel_grad(x: Array, w: Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]) -> Array:
+def _conv_fast_kernel_grad(
+    x: Array, w: Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]
+) -> Array:
     return _conv_nhwc(x, w, strides, padding)
 
 
@@ -176,8 +180,16 @@ def conv_general_dilated(
     )
     if not simple:
         return jax.lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, precision=precision, **kwargs,
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation,
+            rhs_dilation,
+            dimension_numbers,
+            feature_group_count,
+            precision=precision,
+            **kwargs,
         )
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
     return _conv_fast_kernel_grad(lhs, rhs, tuple(int(s) for s in window_strides), pads)
@@ -326,7 +338,9 @@ class BatchNorm(nn.Module):
         elif train is not None:
             use_running_average = not train
         else:
-            raise ValueError("BatchNorm needs train=True/False (or the use_running_average field); pass train=...")
+            raise ValueError(
+                "BatchNorm needs train=True/False (or the use_running_average field); pass train=..."
+            )
         if x.ndim < 2:
             raise ValueError(f"BatchNorm expects an input [B, ..., C] of rank >= 2, got shape {x.shape}.")
         features = x.shape[-1]

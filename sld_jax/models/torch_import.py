@@ -83,7 +83,9 @@ class CheckpointMismatchError(ValueError):
         self.mismatched = list(mismatched)
         lines = [f"  missing key: {k}" for k in self.missing]
         lines += [f"  unexpected key: {k}" for k in self.unexpected]
-        lines += [f"  wrong shape: {k} is {tuple(got)}, expected {tuple(want)}" for k, got, want in self.mismatched]
+        lines += [
+            f"  wrong shape: {k} is {tuple(got)}, expected {tuple(want)}" for k, got, want in self.mismatched
+        ]
         hint = (
             "; check --arch (and --num-classes if only the classifier differs)"
             if self.mismatched
@@ -155,8 +157,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist; pass the path of a .pth file.")
-    not_torch = (f"{path!r} is not a PyTorch checkpoint ({{}}); pass the .pth file written by "
-                 "torch.save, and copy it again if it may have been cut short.")
+    not_torch = (
+        f"{path!r} is not a PyTorch checkpoint ({{}}); pass the .pth file written by "
+        "torch.save, and copy it again if it may have been cut short."
+    )
     if os.path.getsize(path) == 0:
         raise TeacherFileError(not_torch.format("the file is empty"))
     try:
@@ -174,8 +178,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (EOFError, OSError, RuntimeError, KeyError, UnicodeDecodeError) as e:
         # EOFError: cut short at a pickle boundary; OSError/RuntimeError: a damaged zip archive
         # (PytorchStreamReader); KeyError/UnicodeDecodeError: text or other non-pickle bytes.
-        detail = "it is cut short" if isinstance(e, (EOFError, OSError, RuntimeError)) else (
-            "it is not a torch.save file")
+        detail = (
+            "it is cut short"
+            if isinstance(e, (EOFError, OSError, RuntimeError))
+            else ("it is not a torch.save file")
+        )
         raise TeacherFileError(not_torch.format(detail)) from e
     state = obj
     if isinstance(obj, Mapping):
@@ -184,7 +191,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 state = obj[key]
                 break
     if not isinstance(state, Mapping) or not state:
-        kind = f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else type(obj).__name__
+        kind = (
+            f"a dict with keys {sorted(map(str, obj))[:8]}"
+            if isinstance(obj, Mapping)
+            else type(obj).__name__
+        )
         raise ValueError(
             f"{path!r} holds {kind}, not a state_dict; expected a state_dict or a dict with the state_dict "
             "under 'model' (the KD teacher format)."
@@ -200,13 +211,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         v = v.detach().cpu()
         if v.is_floating_point():
             v = v.to(torch.float32)
-        out[k[len(prefix):] if strip else k] = v.numpy()
-    nonfinite = [k for k, v in out.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+        out[k[len(prefix) :] if strip else k] = v.numpy()
+    nonfinite = [
+        k for k, v in out.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()
+    ]
     if nonfinite:
         raise TeacherFileError(
             f"refusing {path!r}: tensors with NaN/Inf values ({', '.join(nonfinite[:5])}"
             f"{f' and {len(nonfinite) - 5} more' if len(nonfinite) > 5 else ''}); a teacher must be finite, "
-            "so export it again from a good training checkpoint.")
+            "so export it again from a good training checkpoint."
+        )
     return out
 
 
@@ -223,7 +237,13 @@ def _flax_module_path(torch_module_path: Sequence[str]) -> tuple[str, ...]:
 
 def _torch_name(path: tuple[str, ...]) -> str:
     """Best-effort torch key of a flax leaf, for messages: ``layer1_0/bn1/scale`` -> ``layer1.0.bn1.weight``."""
-    leaf = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+    leaf = {
+        "kernel": "weight",
+        "scale": "weight",
+        "bias": "bias",
+        "mean": "running_mean",
+        "var": "running_var",
+    }
     mods = [re.sub(r"_(\d+)", r".\1", p) for p in path[:-1]]
     return ".".join(mods + [leaf.get(path[-1], path[-1])])
 
@@ -302,7 +322,9 @@ def convert_state_dict(
         elif target[-1] == "kernel" and arr.ndim == 2:
             arr = arr.T
         if arr.shape != want:
-            mismatched.append((key, tuple(np.shape(value)), _to_torch_layout(want) if target[-1] == "kernel" else want))
+            mismatched.append(
+                (key, tuple(np.shape(value)), _to_torch_layout(want) if target[-1] == "kernel" else want)
+            )
             bad_shape.add(target)
             continue
         assigned[target] = arr
@@ -318,7 +340,9 @@ def convert_state_dict(
     return {"params": nested.get("params", {}), "batch_stats": nested.get("batch_stats", {})}
 
 
-def load_torch_checkpoint(path: str | os.PathLike, arch: str, *, num_classes: int) -> dict[str, dict[str, Any]]:
+def load_torch_checkpoint(
+    path: str | os.PathLike, arch: str, *, num_classes: int
+) -> dict[str, dict[str, Any]]:
     """Read a reference PyTorch checkpoint file and convert it to flax variables for ``arch``.
 
     Args:
@@ -375,11 +399,15 @@ def save_teacher_dir(
     var_dir = os.path.join(out_dir, TEACHER_VARIABLES_DIR)
     meta_path = os.path.join(out_dir, TEACHER_METADATA_FILE)
     if not overwrite and (os.path.exists(var_dir) or os.path.exists(meta_path)):
-        raise FileExistsError(f"{out_dir!r} already holds a teacher; choose another --out or pass --overwrite.")
+        raise FileExistsError(
+            f"{out_dir!r} already holds a teacher; choose another --out or pass --overwrite."
+        )
     os.makedirs(out_dir, exist_ok=True)
     tree = {
         "params": jax.tree.map(lambda a: np.asarray(a, np.float32), dict(variables["params"])),
-        "batch_stats": jax.tree.map(lambda a: np.asarray(a, np.float32), dict(variables.get("batch_stats", {}))),
+        "batch_stats": jax.tree.map(
+            lambda a: np.asarray(a, np.float32), dict(variables.get("batch_stats", {}))
+        ),
     }
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(var_dir, tree, force=overwrite)
@@ -455,11 +483,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Convert a reference PyTorch teacher checkpoint (KD CIFAR-100 teacher or torchvision ImageNet "
         "state_dict) into an sld_jax teacher directory (orbax checkpoint + teacher.json).",
     )
-    p.add_argument("--arch", required=True, help="registry name, e.g. resnet32x4, wrn_40_2, vgg13, imagenet_resnet34")
-    p.add_argument("--checkpoint", required=True, help="the .pth file (read with torch.load(weights_only=True))")
+    p.add_argument(
+        "--arch", required=True, help="registry name, e.g. resnet32x4, wrn_40_2, vgg13, imagenet_resnet34"
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="the .pth file (read with torch.load(weights_only=True))"
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument(
-        "--num-classes", type=int, default=None, help="classifier outputs (default: 100 for CIFAR, 1000 for ImageNet)"
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classifier outputs (default: 100 for CIFAR, 1000 for ImageNet)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing teacher in --out")
     return p

@@ -58,7 +58,6 @@ def _definitions() -> types.SimpleNamespace:
     import torch.nn.functional as F
     from torch import nn
 
-
     # -----------------------------------------------------------------------------------------------
     # CIFAR ResNets (resnet8 ... resnet110, resnet8x4, resnet32x4): post-activation basic blocks.
 
@@ -333,12 +332,18 @@ def _definitions() -> types.SimpleNamespace:
             super().__init__()
 
             def conv_bn(cin, cout, stride):
-                return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+                return nn.Sequential(
+                    nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
+                )
 
             def conv_dw(cin, cout, stride):
                 return nn.Sequential(
-                    nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
-                    nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                    nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                    nn.BatchNorm2d(cin),
+                    nn.ReLU(),
+                    nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
+                    nn.BatchNorm2d(cout),
+                    nn.ReLU(),
                 )
 
             spec = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)]
@@ -367,8 +372,11 @@ def _definitions() -> types.SimpleNamespace:
             hidden = int(round(cin * expand))
             self.use_res = stride == 1 and cin == cout
             layers = [] if expand == 1 else [_ConvBNReLU6(cin, hidden, kernel=1)]
-            layers += [_ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden),
-                       nn.Conv2d(hidden, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout)]
+            layers += [
+                _ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden),
+                nn.Conv2d(hidden, cout, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(cout),
+            ]
             self.conv = nn.Sequential(*layers)
 
         def forward(self, x):
@@ -379,8 +387,15 @@ def _definitions() -> types.SimpleNamespace:
 
         def __init__(self, num_classes: int = 1000):
             super().__init__()
-            settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                        (6, 160, 3, 2), (6, 320, 1, 1)]
+            settings = [
+                (1, 16, 1, 1),
+                (6, 24, 2, 2),
+                (6, 32, 3, 2),
+                (6, 64, 4, 2),
+                (6, 96, 3, 1),
+                (6, 160, 3, 2),
+                (6, 320, 1, 1),
+            ]
             cin = _divisible(32)
             feats = [_ConvBNReLU6(3, cin, stride=2)]
             for t, c, n, s in settings:
@@ -474,7 +489,9 @@ def _definitions() -> types.SimpleNamespace:
             self.bn2 = nn.BatchNorm2d(planes)
             self.shortcut = nn.Sequential()
             if stride != 1 or cin != planes:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+                )
 
         def forward(self, x):
             y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -487,7 +504,9 @@ def _definitions() -> types.SimpleNamespace:
             self.bn1 = nn.BatchNorm2d(64)
             cin = 64
             for i, (planes, s) in enumerate(zip((64, 128, 256, 512), (1, 2, 2, 2)), start=1):
-                setattr(self, f"layer{i}", nn.Sequential(_V2Basic(cin, planes, s), _V2Basic(planes, planes, 1)))
+                setattr(
+                    self, f"layer{i}", nn.Sequential(_V2Basic(cin, planes, s), _V2Basic(planes, planes, 1))
+                )
                 cin = planes
             self.linear = nn.Linear(512, num_classes)
 
@@ -502,9 +521,14 @@ def _definitions() -> types.SimpleNamespace:
             hid = inp * t
             self.res = stride == 1 and inp == oup
             self.conv = nn.Sequential(
-                nn.Conv2d(inp, hid, 1, 1, 0, bias=False), nn.BatchNorm2d(hid), nn.ReLU(),
-                nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), nn.BatchNorm2d(hid), nn.ReLU(),
-                nn.Conv2d(hid, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+                nn.Conv2d(inp, hid, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(),
+                nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(),
+                nn.Conv2d(hid, oup, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(oup),
             )
 
         def forward(self, x):
@@ -513,8 +537,15 @@ def _definitions() -> types.SimpleNamespace:
     class MobileNetV2Half(nn.Module):
         def __init__(self, num_classes=100):
             super().__init__()
-            setting = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                       (6, 320, 1, 1)]
+            setting = [
+                (1, 16, 1, 1),
+                (6, 24, 2, 1),
+                (6, 32, 3, 2),
+                (6, 64, 4, 2),
+                (6, 96, 3, 1),
+                (6, 160, 3, 2),
+                (6, 320, 1, 1),
+            ]
             cin = 16
             self.conv1 = nn.Sequential(nn.Conv2d(3, cin, 3, 2, 1, bias=False), nn.BatchNorm2d(cin), nn.ReLU())
             self.blocks = nn.ModuleList()
@@ -525,7 +556,9 @@ def _definitions() -> types.SimpleNamespace:
                     layers.append(_InvRes(cin, cout, s if i == 0 else 1, t))
                     cin = cout
                 self.blocks.append(nn.Sequential(*layers))
-            self.conv2 = nn.Sequential(nn.Conv2d(cin, 1280, 1, 1, 0, bias=False), nn.BatchNorm2d(1280), nn.ReLU())
+            self.conv2 = nn.Sequential(
+                nn.Conv2d(cin, 1280, 1, 1, 0, bias=False), nn.BatchNorm2d(1280), nn.ReLU()
+            )
             self.classifier = nn.Sequential(nn.Linear(1280, num_classes))
 
         def forward(self, x):
@@ -730,7 +763,9 @@ def build_torch_model(name: str, num_classes: int) -> Any:
       ImportError: torch is not installed.
     """
     if name not in CIFAR_RESNETS:
-        raise ValueError(f"no PyTorch twin for {name!r}; benchmarks have twins for {', '.join(CIFAR_RESNETS)}.")
+        raise ValueError(
+            f"no PyTorch twin for {name!r}; benchmarks have twins for {', '.join(CIFAR_RESNETS)}."
+        )
     from torch import nn
 
     model = build_twin(name, num_classes)

@@ -50,8 +50,8 @@ def check_writable(directory: str) -> None:
 
 def _options(keep: int | None) -> ocp.CheckpointManagerOptions:
     return ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=False,
-        cleanup_tmp_directories=True)
+        max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+    )
 
 
 def _abstract(tree: Any) -> Any:
@@ -59,6 +59,7 @@ def _abstract(tree: Any) -> Any:
         if isinstance(x, jax.Array):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
         return x
+
     return jax.tree.map(leaf, tree)
 
 
@@ -68,10 +69,12 @@ class Checkpointer:
     def __init__(self, workdir: str, *, keep: int = 3):
         self.workdir = os.path.abspath(workdir)
         check_writable(self.workdir)
-        self._last = ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"),
-                                           options=_options(keep), item_handlers=_item_handlers())
-        self._best = ocp.CheckpointManager(os.path.join(self.workdir, "best"), options=_options(1),
-                                           item_handlers=_item_handlers())
+        self._last = ocp.CheckpointManager(
+            os.path.join(self.workdir, "checkpoints"), options=_options(keep), item_handlers=_item_handlers()
+        )
+        self._best = ocp.CheckpointManager(
+            os.path.join(self.workdir, "best"), options=_options(1), item_handlers=_item_handlers()
+        )
 
     def all_steps(self) -> list[int]:
         """Steps of the complete checkpoints in ``checkpoints/``, ascending."""
@@ -82,7 +85,8 @@ class Checkpointer:
         """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it."""
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)))
+            metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
+        )
         managers = [self._last] + ([self._best] if best else [])
         for manager in managers:
             try:
@@ -118,12 +122,15 @@ class Checkpointer:
             except Exception as e:  # corrupt or partial: fall back
                 warnings.warn(
                     f"checkpoint {step} in {self._last.directory} is unreadable ({type(e).__name__}: "
-                    f"{_first_line(e)[:300]}); falling back to the previous checkpoint.", RuntimeWarning)
+                    f"{_first_line(e)[:300]}); falling back to the previous checkpoint.",
+                    RuntimeWarning,
+                )
                 errors.append(step)
         if steps:
             raise CheckpointError(
                 f"none of the checkpoints {steps} in {self._last.directory} could be read; "
-                "delete the directory to start afresh.")
+                "delete the directory to start afresh."
+            )
         return None
 
     def restore_best(self, target_state: Any) -> tuple[Any, dict] | None:
@@ -161,8 +168,9 @@ def _first_line(error: BaseException) -> str:
 
 def _restore_verified(manager, step, target) -> tuple[Any, dict]:
     """Restores ``step`` into ``target`` and verifies it; ``(state, metadata)``."""
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
+    )
     where = f"checkpoint {step} in {manager.directory}"
     metadata = integrity.verify(restored["state"], dict(restored["metadata"]), where=where)
     return restored["state"], metadata
@@ -183,8 +191,7 @@ def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
 
 
-def load_run_variables(workdir: str, *, which: str = "best",
-                       fallback: bool = True) -> tuple[dict, dict]:
+def load_run_variables(workdir: str, *, which: str = "best", fallback: bool = True) -> tuple[dict, dict]:
     """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
 
     Args:
@@ -207,25 +214,32 @@ def load_run_variables(workdir: str, *, which: str = "best",
         # No clean-up: a reader must not delete the temporary directory of a save in progress
         # (e.g. sld-eval or a student reading the workdir of a teacher that is still training).
         reader = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False)
-        with ocp.CheckpointManager(directory, options=reader,
-                                   item_handlers=_item_handlers()) as manager:
+        with ocp.CheckpointManager(directory, options=reader, item_handlers=_item_handlers()) as manager:
             steps = sorted(manager.all_steps())
             for step in reversed(steps):
                 try:
                     state, metadata = _restore_verified(manager, step, _host_target(manager, step))
                 except Exception as e:
                     if not fallback:
-                        what = (_first_line(e) if isinstance(e, integrity.IntegrityError) else
-                                f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]})")
+                        what = (
+                            _first_line(e)
+                            if isinstance(e, integrity.IntegrityError)
+                            else f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]})"
+                        )
                         raise CheckpointError(
                             f"{what}; refusing to use it. Evaluate the other one (--which=best/last) "
-                            "or retrain from an earlier checkpoint.") from e
-                    warnings.warn(f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]}); "
-                                  "trying the previous one.", RuntimeWarning)
+                            "or retrain from an earlier checkpoint."
+                        ) from e
+                    warnings.warn(
+                        f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]}); "
+                        "trying the previous one.",
+                        RuntimeWarning,
+                    )
                     continue
                 state = jax.device_get(state)
                 variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
                 return variables, metadata
     raise CheckpointError(
         f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
-        "teacher first with a vanilla config or import one with sld-import-teacher.")
+        "teacher first with a vanilla config or import one with sld-import-teacher."
+    )

@@ -50,20 +50,31 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
     if name == "imagenet2012":
         return _open_imagenet(config, mesh)
     test = _limit(sources.load_in_memory(name, "test", **kwargs), config.dataset.limit_test)
-    train_split = (_limit(sources.load_in_memory(name, "train", **kwargs), config.dataset.limit_train)
-                   if train else test)
+    train_split = (
+        _limit(sources.load_in_memory(name, "train", **kwargs), config.dataset.limit_train) if train else test
+    )
 
     def train_batches(*, epoch: int, start_step: int = 0):
-        return pipeline.train_batches(train_split, global_batch_size=config.batch_size,
-                                      seed=config.seed, epoch=epoch, mesh=mesh,
-                                      start_step=start_step)
+        return pipeline.train_batches(
+            train_split,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            mesh=mesh,
+            start_step=start_step,
+        )
 
     def eval_batches():
         return pipeline.eval_batches(test, global_batch_size=config.eval_batch_size, mesh=mesh)
 
-    return RunData(spec=test.spec, num_train=len(train_split.labels),
-                   steps_per_epoch=pipeline.steps_per_epoch(len(train_split.labels), config.batch_size),
-                   host_crops=False, train_batches=train_batches, eval_batches=eval_batches)
+    return RunData(
+        spec=test.spec,
+        num_train=len(train_split.labels),
+        steps_per_epoch=pipeline.steps_per_epoch(len(train_split.labels), config.batch_size),
+        host_crops=False,
+        train_batches=train_batches,
+        eval_batches=eval_batches,
+    )
 
 
 def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
@@ -71,19 +82,30 @@ def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
     from sld_jax.data import imagenet
 
     spec = sources.get_spec(config.dataset.name)
-    common = dict(name=config.dataset.name, data_dir=config.dataset.data_dir,
-                  download=config.dataset.download)
+    common = dict(
+        name=config.dataset.name, data_dir=config.dataset.data_dir, download=config.dataset.download
+    )
     # Fail now, with the prepare command, if the dataset is absent.
-    sources.prepare(config.dataset.name, data_dir=config.dataset.data_dir,
-                    download=config.dataset.download)
+    sources.prepare(config.dataset.name, data_dir=config.dataset.data_dir, download=config.dataset.download)
 
     def train_batches(*, epoch: int, start_step: int = 0):
-        return imagenet.train_batches(global_batch_size=config.batch_size, seed=config.seed,
-                                      epoch=epoch, mesh=mesh, start_step=start_step, **common)
+        return imagenet.train_batches(
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            mesh=mesh,
+            start_step=start_step,
+            **common,
+        )
 
     def eval_batches():
         return imagenet.eval_batches(global_batch_size=config.eval_batch_size, mesh=mesh, **common)
 
-    return RunData(spec=spec, num_train=spec.train_size,
-                   steps_per_epoch=imagenet.steps_per_epoch(spec.train_size, config.batch_size),
-                   host_crops=True, train_batches=train_batches, eval_batches=eval_batches)
+    return RunData(
+        spec=spec,
+        num_train=spec.train_size,
+        steps_per_epoch=imagenet.steps_per_epoch(spec.train_size, config.batch_size),
+        host_crops=True,
+        train_batches=train_batches,
+        eval_batches=eval_batches,
+    )

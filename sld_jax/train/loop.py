@@ -110,8 +110,14 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     built = setup.build(config, mesh, data=open_datasets(config, mesh))  # after the workdir check
     data, state = built.data, built.state
     if built.teacher is not None:
-        check_teacher_logits(built.teacher, built.teacher_variables, next(iter(data.eval_batches())),
-                             mean=data.spec.mean, std=data.spec.std, where=config.teacher.checkpoint)
+        check_teacher_logits(
+            built.teacher,
+            built.teacher_variables,
+            next(iter(data.eval_batches())),
+            mean=data.spec.mean,
+            std=data.spec.std,
+            where=config.teacher.checkpoint,
+        )
     spe = data.steps_per_epoch
     total_steps = spe * config.num_epochs
 
@@ -130,13 +136,15 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     def step_fn(student_swap: bool):
         if student_swap not in compiled:
             compiled[student_swap] = compile_train_step(
-                built.step_config(student_swap=student_swap), built.mesh)
+                built.step_config(student_swap=student_swap), built.mesh
+            )
         return compiled[student_swap]
 
     rng = jax.device_put(jax.random.PRNGKey(config.seed), NamedSharding(built.mesh, P()))
     writer = metrics_lib.MetricWriter(workdir)
-    progress = metrics_lib.Progress(total_epochs=config.num_epochs, steps_per_epoch=spe,
-                                    log_every=config.log_every_steps)
+    progress = metrics_lib.Progress(
+        total_epochs=config.num_epochs, steps_per_epoch=spe, log_every=config.log_every_steps
+    )
     history: list[dict] = list(meta.get("history") or [])
     best = meta.get("best")
     step = int(state.step)
@@ -144,9 +152,18 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     stop_at = config.max_steps or total_steps
 
     def save(epoch_sums, *, is_best=False):
-        checkpointer.save(int(state.step), state,
-                          {"history": history, "best": best, "epoch_sums": epoch_sums,
-                           "steps_per_epoch": spe, "name": config.name}, best=is_best)
+        checkpointer.save(
+            int(state.step),
+            state,
+            {
+                "history": history,
+                "best": best,
+                "epoch_sums": epoch_sums,
+                "steps_per_epoch": spe,
+                "name": config.name,
+            },
+            best=is_best,
+        )
 
     with _Preemption() as preemption:
         while step < min(total_steps, stop_at):
@@ -183,12 +200,21 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 best = record
             writer.write(step, {k: v for k, v in record.items() if k != "epoch"}, epoch=epoch)
             log.info(
-                "epoch %d/%d: train loss %.4f top-1 %.2f%% | test top-1 %.2f%% top-5 %.2f%% "
-                "(best %.2f%%)", epoch, config.num_epochs, record["train_loss"],
-                100 * record["train_top1"], 100 * record["test_top1"], 100 * record["test_top5"],
-                100 * best["test_top1"])
-            if (epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs
-                    or is_best or preemption.requested):
+                "epoch %d/%d: train loss %.4f top-1 %.2f%% | test top-1 %.2f%% top-5 %.2f%% (best %.2f%%)",
+                epoch,
+                config.num_epochs,
+                record["train_loss"],
+                100 * record["train_top1"],
+                100 * record["test_top1"],
+                100 * record["test_top5"],
+                100 * best["test_top1"],
+            )
+            if (
+                epoch % config.checkpoint_every_epochs == 0
+                or epoch == config.num_epochs
+                or is_best
+                or preemption.requested
+            ):
                 save(None, is_best=is_best)
             if preemption.agreed():
                 preempted = True
@@ -197,13 +223,25 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     wall = time.perf_counter() - t_start
     if jax.process_index() == 0 and history:
         report.plot_history(history, os.path.join(workdir, "accuracy.png"), config.name)
-        report.write_summary(os.path.join(workdir, "summary.md"), name=config.name,
-                             config_text=str(config), history=history, best=best,
-                             wall_seconds=wall, machine=machine_description())
+        report.write_summary(
+            os.path.join(workdir, "summary.md"),
+            name=config.name,
+            config_text=str(config),
+            history=history,
+            best=best,
+            wall_seconds=wall,
+            machine=machine_description(),
+        )
     checkpointer.close()
-    return {"history": history, "best": best, "last": history[-1] if history else None,
-            "preempted": preempted, "workdir": workdir, "state": state,
-            "compiled_variants": {k: fn._cache_size() for k, fn in compiled.items()}}
+    return {
+        "history": history,
+        "best": best,
+        "last": history[-1] if history else None,
+        "preempted": preempted,
+        "workdir": workdir,
+        "state": state,
+        "compiled_variants": {k: fn._cache_size() for k, fn in compiled.items()},
+    }
 
 
 def _check_finite(pending, config, checkpointer) -> None:
@@ -218,7 +256,8 @@ def _check_finite(pending, config, checkpointer) -> None:
         f"step {step}: the loss or a gradient is not finite (NaN/Inf); the update was not applied. "
         f"Last good checkpoint: {'none' if good is None else f'step {good}'} in "
         f"{checkpointer.workdir}/checkpoints. Lower the learning rate, or set "
-        "--config.on_nonfinite=skip to drop such steps.")
+        "--config.on_nonfinite=skip to drop such steps."
+    )
 
 
 def evaluate_variables(eval_step, variables, data) -> dict[str, float]:
@@ -237,21 +276,26 @@ def evaluate_variables(eval_step, variables, data) -> dict[str, float]:
         sums = _sum_trees(sums, eval_step(variables, batch))
     sums = _to_host(sums)
     n = max(sums["count"], 1.0)
-    return {"top1": sums["top1"] / n, "top5": sums["top5"] / n, "ce": sums["ce"] / n,
-            "count": sums["count"]}
+    return {"top1": sums["top1"] / n, "top5": sums["top5"] / n, "ce": sums["ce"] / n, "count": sums["count"]}
 
 
 def _epoch_record(epoch, sums, lr, eval_step, state, data) -> dict[str, float]:
     train = _to_host(sums)
     count = max(train.pop("count"), 1.0)
-    record = {"epoch": epoch, "lr": float(lr), "train_loss": train.pop("loss") / count,
-              "train_top1": train.pop("correct") / count}
-    record.update({f"train_{k}" if not k.endswith("fraction") and k != "teacher_student_agreement"
-                   else k: v / count for k, v in train.items()})
-    ev = evaluate_variables(eval_step, {"params": state.params, "batch_stats": state.batch_stats},
-                            data)
-    record.update(test_top1=ev["top1"], test_top5=ev["top5"], test_loss=ev["ce"],
-                  test_count=ev["count"])
+    record = {
+        "epoch": epoch,
+        "lr": float(lr),
+        "train_loss": train.pop("loss") / count,
+        "train_top1": train.pop("correct") / count,
+    }
+    record.update(
+        {
+            f"train_{k}" if not k.endswith("fraction") and k != "teacher_student_agreement" else k: v / count
+            for k, v in train.items()
+        }
+    )
+    ev = evaluate_variables(eval_step, {"params": state.params, "batch_stats": state.batch_stats}, data)
+    record.update(test_top1=ev["top1"], test_top5=ev["top5"], test_loss=ev["ce"], test_count=ev["count"])
     return record
 
 
@@ -266,8 +310,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, which: str = "b
         raise ckpt_lib.CheckpointError(
             f"the checkpoint in {workdir} does not fit its config.json (model {config.model!r}, "
             f"{built.data.spec.num_classes} classes: {mismatch}); was config.json overwritten by "
-            "another run?")
+            "another run?"
+        )
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
     ev = evaluate_variables(built.eval_step, variables, built.data)
-    return {"top1": ev["top1"], "top5": ev["top5"], "loss": ev["ce"], "count": int(ev["count"]),
-            "which": which, "epoch": (meta.get("history") or [{}])[-1].get("epoch")}
+    return {
+        "top1": ev["top1"],
+        "top5": ev["top5"],
+        "loss": ev["ce"],
+        "count": int(ev["count"]),
+        "which": which,
+        "epoch": (meta.get("history") or [{}])[-1].get("epoch"),
+    }

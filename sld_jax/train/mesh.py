@@ -24,8 +24,10 @@ def make_mesh(devices=None) -> Mesh:
 def _per_process(config: ml_collections.ConfigDict) -> int:
     per_process = config.get("num_devices", 0) or jax.local_device_count()
     if per_process > jax.local_device_count():
-        raise ValueError(f"num_devices={per_process} but this process has only "
-                         f"{jax.local_device_count()} devices; lower --config.num_devices.")
+        raise ValueError(
+            f"num_devices={per_process} but this process has only "
+            f"{jax.local_device_count()} devices; lower --config.num_devices."
+        )
     return per_process
 
 
@@ -37,6 +39,9 @@ def num_devices(config: ml_collections.ConfigDict) -> int:
 def mesh_for(config: ml_collections.ConfigDict) -> Mesh:
     """The ``data`` mesh over the first ``config.num_devices`` devices of every process (0 = all)."""
     per_process = _per_process(config)
-    devices = [d for p in range(jax.process_count())
-               for d in [x for x in jax.devices() if x.process_index == p][:per_process]]
+    devices = [
+        d
+        for p in range(jax.process_count())
+        for d in [x for x in jax.devices() if x.process_index == p][:per_process]
+    ]
     return make_mesh(devices)

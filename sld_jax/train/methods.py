@@ -73,27 +73,39 @@ class Method:
 
 _TRANSFORM = (("teacher_transform", "teacher_transform"),)
 _WEIGHTS = (("ce_weight", "ce_weight"), ("kd_weight", "kd_weight"))
-_SLD = _WEIGHTS + (("temperatures", "temperatures"),
-                   ("stop_gradient_pseudo_teacher", "stop_gradient_pseudo_teacher")) + _TRANSFORM
+_SLD = (
+    _WEIGHTS
+    + (("temperatures", "temperatures"), ("stop_gradient_pseudo_teacher", "stop_gradient_pseudo_teacher"))
+    + _TRANSFORM
+)
 _DKD = (("ce_weight", "ce_weight"), ("", "dkd.*"))
 _MLKD = _WEIGHTS + (("", "mlkd.*"),)
 _RKD = (("", "rkd.*"),)
 
 METHODS: dict[str, Method] = {
     "vanilla": Method(losses.ce_objective, uses_teacher=False, hparams=(("ce_weight", "ce_weight"),)),
-    "kd": Method(losses.kd_objective,
-                 hparams=_WEIGHTS + (("temperature", "kd_temperature"),) + _TRANSFORM),
+    "kd": Method(losses.kd_objective, hparams=_WEIGHTS + (("temperature", "kd_temperature"),) + _TRANSFORM),
     "sld": Method(losses.sld_objective, two_views=True, student_swap=ARGUMENT, hparams=_SLD),
     "dkd": Method(losses.dkd_objective, takes_epoch=True, hparams=_DKD),
     "mlkd": Method(losses.mlkd_objective, two_views=True, hparams=_MLKD),
-    "dkd+sld": Method(losses.dkd_objective, two_views=True, student_swap=PSEUDO_TEACHER,
-                      takes_epoch=True, hparams=_DKD + _TRANSFORM),
-    "mlkd+sld": Method(losses.mlkd_objective, two_views=True, student_swap=PSEUDO_TEACHER,
-                       hparams=_MLKD + _TRANSFORM),
-    "rkd": Method(losses.rkd_objective, uses_features=True,
-                  hparams=(("ce_weight", "ce_weight"),) + _RKD),
-    "rkd+sld": Method(losses.rkd_sld_objective, two_views=True, student_swap=ARGUMENT,
-                      uses_features=True, hparams=_SLD + _RKD),
+    "dkd+sld": Method(
+        losses.dkd_objective,
+        two_views=True,
+        student_swap=PSEUDO_TEACHER,
+        takes_epoch=True,
+        hparams=_DKD + _TRANSFORM,
+    ),
+    "mlkd+sld": Method(
+        losses.mlkd_objective, two_views=True, student_swap=PSEUDO_TEACHER, hparams=_MLKD + _TRANSFORM
+    ),
+    "rkd": Method(losses.rkd_objective, uses_features=True, hparams=(("ce_weight", "ce_weight"),) + _RKD),
+    "rkd+sld": Method(
+        losses.rkd_sld_objective,
+        two_views=True,
+        student_swap=ARGUMENT,
+        uses_features=True,
+        hparams=_SLD + _RKD,
+    ),
 }
 
 
@@ -143,9 +155,11 @@ def objective_kwargs(method: Method, loss_cfg: ml_collections.ConfigDict) -> tup
 
 def pseudo_teacher_kwargs(loss_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
     """Weight and options of the added pseudo-teacher term (methods gated by :data:`PSEUDO_TEACHER`)."""
-    return (("kd_weight", float(loss_cfg.kd_weight)),
-            ("stop_gradient_pseudo_teacher", bool(loss_cfg.stop_gradient_pseudo_teacher)),
-            ("temperatures", _static(loss_cfg.temperatures)))
+    return (
+        ("kd_weight", float(loss_cfg.kd_weight)),
+        ("stop_gradient_pseudo_teacher", bool(loss_cfg.stop_gradient_pseudo_teacher)),
+        ("temperatures", _static(loss_cfg.temperatures)),
+    )
 
 
 def apply(
@@ -189,15 +203,17 @@ def apply(
     if method.student_swap == ARGUMENT:
         call["student_swap"] = student_swap
     if method.uses_features:
-        call.update(student_embeddings=tuple(student_embeddings),
-                    teacher_embeddings=tuple(teacher_embeddings))
+        call.update(
+            student_embeddings=tuple(student_embeddings), teacher_embeddings=tuple(teacher_embeddings)
+        )
     loss, terms = method.objective(sw, ss, tw, ts, labels, **call)
     terms = {k: v for k, v in terms.items() if jnp.ndim(v) == 0}
     if method.student_swap == PSEUDO_TEACHER and student_swap:
         options = dict(pseudo_teacher)
         weight = options.pop("kd_weight")
-        term = weight * sum(losses.masked_mean(losses.pseudo_teacher_loss(s, labels, **options), mask)
-                            for s in student_logits)
+        term = weight * sum(
+            losses.masked_mean(losses.pseudo_teacher_loss(s, labels, **options), mask) for s in student_logits
+        )
         loss = loss + term
         terms.update(pseudo_teacher=jax.lax.stop_gradient(term), loss=loss)
     for name, value in diagnostics(student_logits, teacher_logits, labels, mask).items():
@@ -209,14 +225,16 @@ def diagnostics(student_logits, teacher_logits, labels, mask) -> dict[str, jax.A
     """How often each swap fires and teacher-student top-1 agreement, averaged over the views."""
 
     def mean_over_views(values):
-        return jax.lax.stop_gradient(jnp.mean(jnp.stack(
-            [losses.masked_mean(v.astype(jnp.float32), mask) for v in values])))
+        return jax.lax.stop_gradient(
+            jnp.mean(jnp.stack([losses.masked_mean(v.astype(jnp.float32), mask) for v in values]))
+        )
 
-    terms = {"student_swap_fraction": mean_over_views(
-        [losses.swap_fired(s, labels) for s in student_logits])}
+    terms = {"student_swap_fraction": mean_over_views([losses.swap_fired(s, labels) for s in student_logits])}
     if teacher_logits is not None:
         terms["teacher_swap_fraction"] = mean_over_views(
-            [losses.swap_fired(t, labels) for t in teacher_logits])
+            [losses.swap_fired(t, labels) for t in teacher_logits]
+        )
         terms["teacher_student_agreement"] = mean_over_views(
-            [jnp.argmax(s, -1) == jnp.argmax(t, -1) for s, t in zip(student_logits, teacher_logits)])
+            [jnp.argmax(s, -1) == jnp.argmax(t, -1) for s, t in zip(student_logits, teacher_logits)]
+        )
     return terms

@@ -55,8 +55,15 @@ class MetricWriter:
 class Progress:
     """Per-epoch progress: a tqdm bar on a terminal, a plain log line every N steps otherwise."""
 
-    def __init__(self, *, total_epochs: int, steps_per_epoch: int, log_every: int = 50,
-                 enabled: bool | None = None, stream=None):
+    def __init__(
+        self,
+        *,
+        total_epochs: int,
+        steps_per_epoch: int,
+        log_every: int = 50,
+        enabled: bool | None = None,
+        stream=None,
+    ):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self.total_epochs = total_epochs
         self.steps_per_epoch = steps_per_epoch
@@ -73,9 +80,14 @@ class Progress:
         if self._use_bar:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.steps_per_epoch, initial=first_step_in_epoch,
-                             desc=f"epoch {epoch}/{self.total_epochs}", file=self.stream,
-                             leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=first_step_in_epoch,
+                desc=f"epoch {epoch}/{self.total_epochs}",
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=True,
+            )
 
     def update(self, images: int, loss: float | None = None) -> None:
         """Records one finished step of ``images`` examples (``loss`` may be None to avoid a sync)."""
@@ -94,9 +106,16 @@ class Progress:
             self._bar.update(1)
         elif self._done % self.log_every == 0 or self._done == self.steps_per_epoch:
             loss_txt = f" loss {loss:.4f}" if loss is not None else ""
-            log.info("epoch %d/%d step %d/%d%s %.0f img/s ETA(epoch) %s", self.epoch,
-                     self.total_epochs, self._done, self.steps_per_epoch, loss_txt, rate,
-                     format_seconds(remaining))
+            log.info(
+                "epoch %d/%d step %d/%d%s %.0f img/s ETA(epoch) %s",
+                self.epoch,
+                self.total_epochs,
+                self._done,
+                self.steps_per_epoch,
+                loss_txt,
+                rate,
+                format_seconds(remaining),
+            )
 
     def end_epoch(self) -> float:
         """Closes the bar; returns the epoch's wall time in seconds."""

@@ -28,8 +28,16 @@ def plot_history(history: Sequence[dict], path: str, title: str = "") -> str:
     return path
 
 
-def write_summary(path: str, *, name: str, config_text: str, history: Sequence[dict],
-                  best: dict | None, wall_seconds: float, machine: str) -> str:
+def write_summary(
+    path: str,
+    *,
+    name: str,
+    config_text: str,
+    history: Sequence[dict],
+    best: dict | None,
+    wall_seconds: float,
+    machine: str,
+) -> str:
     """Writes a markdown summary of a run (best and last accuracy, per-epoch table)."""
     last = history[-1] if history else None
     lines = [f"# {name}", ""]
@@ -39,16 +47,22 @@ def write_summary(path: str, *, name: str, config_text: str, history: Sequence[d
             f"top-5 {100 * last['test_top5']:.2f}%",
         ]
     if best is not None:
-        lines += [f"- best test top-1 {100 * best['test_top1']:.2f}% at epoch {best['epoch']} "
-                  "(the maximum over epochs on the test split, as the reference reports)"]
-    lines += [f"- wall time {wall_seconds / 60:.1f} min on {machine}", "",
-              "| epoch | lr | train loss | train top-1 | test top-1 | test top-5 | teacher swap | student swap |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"- best test top-1 {100 * best['test_top1']:.2f}% at epoch {best['epoch']} "
+            "(the maximum over epochs on the test split, as the reference reports)"
+        ]
+    lines += [
+        f"- wall time {wall_seconds / 60:.1f} min on {machine}",
+        "",
+        "| epoch | lr | train loss | train top-1 | test top-1 | test top-5 | teacher swap | student swap |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for h in history:
         lines.append(
             f"| {h['epoch']} | {h['lr']:.4g} | {h['train_loss']:.4f} | {100 * h['train_top1']:.2f} | "
             f"{100 * h['test_top1']:.2f} | {100 * h['test_top5']:.2f} | "
-            f"{h.get('teacher_swap_fraction', float('nan')):.3f} | {h.get('student_swap_fraction', float('nan')):.3f} |")
+            f"{h.get('teacher_swap_fraction', float('nan')):.3f} | {h.get('student_swap_fraction', float('nan')):.3f} |"
+        )
     lines += ["", "## Config", "", "```", config_text.strip(), "```", ""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

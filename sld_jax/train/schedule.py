@@ -17,8 +17,7 @@ import optax
 from sld_jax.data.pipeline import steps_per_epoch
 from sld_jax.losses import student_swap_active as student_swap_for_epoch
 
-__all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch",
-           "student_swap_for_epoch"]
+__all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch", "student_swap_for_epoch"]
 
 
 def epoch_of_step(step: int, steps_in_epoch: int) -> int:

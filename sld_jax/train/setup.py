@@ -50,7 +50,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not config.teacher.checkpoint:
             raise ValueError(
                 f"method {config.method!r} needs a teacher: set --config.teacher.checkpoint to a "
-                "vanilla run's workdir or an sld-import-teacher output directory.")
+                "vanilla run's workdir or an sld-import-teacher output directory."
+            )
     if config.batch_size <= 0 or config.num_epochs <= 0:
         raise ValueError("batch_size and num_epochs must be positive.")
     if config.on_nonfinite not in ("stop", "skip"):
@@ -60,7 +61,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.batch_size % n:
         raise ValueError(
             f"batch_size {config.batch_size} must be divisible by the number of devices ({n}); "
-            f"use e.g. --config.batch_size={max(n, config.batch_size // n * n)}.")
+            f"use e.g. --config.batch_size={max(n, config.batch_size // n * n)}."
+        )
     methods.objective_kwargs(method, config.loss)  # an unknown teacher transform fails here
 
 
@@ -95,22 +97,39 @@ class Run:
         """The static description of the train step for one value of the γ gate."""
         spec = self.data.spec
         return StepConfig(
-            student=self.student, teacher=self.teacher, method=self.method,
-            objective_kwargs=methods.objective_kwargs(self.method, self.config.loss), tx=self.tx,
-            student_swap=student_swap, steps_per_epoch=self.data.steps_per_epoch,
-            mean=tuple(spec.mean), std=tuple(spec.std), crop_padding=spec.crop_padding,
+            student=self.student,
+            teacher=self.teacher,
+            method=self.method,
+            objective_kwargs=methods.objective_kwargs(self.method, self.config.loss),
+            tx=self.tx,
+            student_swap=student_swap,
+            steps_per_epoch=self.data.steps_per_epoch,
+            mean=tuple(spec.mean),
+            std=tuple(spec.std),
+            crop_padding=spec.crop_padding,
             host_crops=self.data.host_crops,
-            pseudo_teacher=(methods.pseudo_teacher_kwargs(self.config.loss)
-                            if self.method.student_swap == methods.PSEUDO_TEACHER else ()))
+            pseudo_teacher=(
+                methods.pseudo_teacher_kwargs(self.config.loss)
+                if self.method.student_swap == methods.PSEUDO_TEACHER
+                else ()
+            ),
+        )
 
     def student_swap(self, epoch: int) -> bool:
         """The γ gate of ``epoch`` (1-based): the static variant of the step to run."""
         return self.method.student_swap_gated and schedule.student_swap_for_epoch(
-            epoch, self.config.loss.gamma)
+            epoch, self.config.loss.gamma
+        )
 
 
-def build(config: ml_collections.ConfigDict, mesh: Mesh, *, data: RunData | None = None,
-          teacher_variables: Any = None, train: bool = True) -> Run:
+def build(
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    *,
+    data: RunData | None = None,
+    teacher_variables: Any = None,
+    train: bool = True,
+) -> Run:
     """Builds the run described by a validated ``config`` on ``mesh``.
 
     Args:
@@ -129,27 +148,35 @@ def build(config: ml_collections.ConfigDict, mesh: Mesh, *, data: RunData | None
     method = methods.get_method(config.method)
     replicated = NamedSharding(mesh, P())
     axis_name = mesh_lib.DATA_AXIS if config.sync_batchnorm else None
-    student = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype,
-                               axis_name=axis_name)
+    student = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype, axis_name=axis_name)
     teacher = None
     if method.uses_teacher and train:
         if teacher_variables is None:
             teacher, teacher_variables = load_teacher(
-                config.teacher, num_classes=spec.num_classes, dtype=dtype,
-                image_size=spec.image_size)
+                config.teacher, num_classes=spec.num_classes, dtype=dtype, image_size=spec.image_size
+            )
         else:
-            teacher = models.get_model(config.teacher.arch, num_classes=spec.num_classes,
-                                       dtype=dtype)
+            teacher = models.get_model(config.teacher.arch, num_classes=spec.num_classes, dtype=dtype)
         teacher_variables = jax.device_put(teacher_variables, replicated)
-    lr_fn = schedule.lr_schedule(config.optim.lr, config.optim.stages, data.steps_per_epoch,
-                                 config.optim.decay_rate)
+    lr_fn = schedule.lr_schedule(
+        config.optim.lr, config.optim.stages, data.steps_per_epoch, config.optim.decay_rate
+    )
     tx = pytorch_sgd(lr_fn, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay)
     # Parameters are initialised outside shard_map, where no BatchNorm axis name is bound.
     init_model = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype)
-    variables = models.init_variables(init_model, jax.random.PRNGKey(config.seed),
-                                      image_size=spec.image_size)
+    variables = models.init_variables(init_model, jax.random.PRNGKey(config.seed), image_size=spec.image_size)
     state = jax.device_put(create_train_state(variables, tx), replicated)
     eval_step = compile_eval_step(student, mesh, spec.mean, spec.std)
-    return Run(config=config, mesh=mesh, data=data, method=method, student=student,
-               teacher=teacher, teacher_variables=teacher_variables, lr_fn=lr_fn, tx=tx,
-               state=state, eval_step=eval_step)
+    return Run(
+        config=config,
+        mesh=mesh,
+        data=data,
+        method=method,
+        student=student,
+        teacher=teacher,
+        teacher_variables=teacher_variables,
+        lr_fn=lr_fn,
+        tx=tx,
+        state=state,
+        eval_step=eval_step,
+    )

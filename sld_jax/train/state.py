@@ -27,7 +27,10 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def pytorch_sgd(
-    learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9, weight_decay: float = 5e-4,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
     nesterov: bool = False,
 ) -> optax.GradientTransformation:
     """``torch.optim.SGD`` exactly: ``g += wd·p; v = μ·v + g; p -= lr·v``.

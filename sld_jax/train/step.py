@@ -20,7 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from sld_jax.data import augment
 from sld_jax.train import methods
@@ -77,8 +78,9 @@ def _views(cfg: StepConfig, batch: dict, rng: jax.Array) -> list[jax.Array]:
         strong = augment.strong_from_cropped(rng, batch["image_strong"], ids, mean=cfg.mean, std=cfg.std)
         return [weak, strong]
     if cfg.two_views:
-        weak, strong = augment.make_views(rng, images, ids, mean=cfg.mean, std=cfg.std,
-                                          padding=cfg.crop_padding)
+        weak, strong = augment.make_views(
+            rng, images, ids, mean=cfg.mean, std=cfg.std, padding=cfg.crop_padding
+        )
         return [weak, strong]
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(ids)
     weak = jax.vmap(functools.partial(augment.weak_view, padding=cfg.crop_padding))(keys, images)
@@ -119,8 +121,9 @@ def train_step(
         t_logits, t_features = cfg.teacher.apply(teacher_variables, both, train=False)
         teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
         if cfg.method.uses_features:
-            teacher_embeddings = tuple(jnp.split(
-                jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0))
+            teacher_embeddings = tuple(
+                jnp.split(jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0)
+            )
 
     count = jnp.sum(mask.astype(jnp.float32))
     total = jax.lax.psum(count, DATA_AXIS)
@@ -131,16 +134,28 @@ def train_step(
         student_logits, student_embeddings = [], []
         for view in views:  # separate passes: BN statistics per view, running stats weak then strong
             (logits, features), updates = cfg.student.apply(
-                {"params": params, "batch_stats": batch_stats}, view, train=True, mask=mask,
-                mutable=["batch_stats"])
+                {"params": params, "batch_stats": batch_stats},
+                view,
+                train=True,
+                mask=mask,
+                mutable=["batch_stats"],
+            )
             batch_stats = updates["batch_stats"]
             student_logits.append(logits)
             student_embeddings.append(features["pooled"])
         loss, terms = methods.apply(
-            cfg.method, cfg.objective_kwargs, tuple(student_logits), teacher_logits, labels, mask,
-            epoch=epoch, student_swap=cfg.student_swap, pseudo_teacher=cfg.pseudo_teacher,
+            cfg.method,
+            cfg.objective_kwargs,
+            tuple(student_logits),
+            teacher_logits,
+            labels,
+            mask,
+            epoch=epoch,
+            student_swap=cfg.student_swap,
+            pseudo_teacher=cfg.pseudo_teacher,
             student_embeddings=tuple(student_embeddings) if cfg.method.uses_features else (),
-            teacher_embeddings=teacher_embeddings)
+            teacher_embeddings=teacher_embeddings,
+        )
         return loss * share, (terms, batch_stats, student_logits[0])
 
     # The parameters are replicated (invariant over ``data``) and the loss varies per device, so
@@ -158,11 +173,13 @@ def train_step(
     finite = _all_finite((metrics["loss"], grads))
     metrics["finite"] = finite.astype(jnp.float32)
 
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
     # A non-finite step leaves parameters, statistics and optimiser state untouched.
-    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
-                             state.replace(step=state.step + 1))
+    new_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old), new_state, state.replace(step=state.step + 1)
+    )
     return new_state, metrics
 
 
@@ -201,14 +218,20 @@ def compile_train_step(cfg: StepConfig, mesh: Mesh):
     The state argument is donated (its buffers are reused for the new state).
     """
     fn = jax.shard_map(
-        functools.partial(train_step, cfg=cfg), mesh=mesh,
-        in_specs=(P(), P(), P(DATA_AXIS), P()), out_specs=(P(), P()))
+        functools.partial(train_step, cfg=cfg),
+        mesh=mesh,
+        in_specs=(P(), P(), P(DATA_AXIS), P()),
+        out_specs=(P(), P()),
+    )
     return jax.jit(fn, donate_argnums=(0,))
 
 
 def compile_eval_step(model: nn.Module, mesh: Mesh, mean, std):
     """``jit(shard_map(eval_step))`` with replicated variables and a batch split over ``data``."""
     fn = jax.shard_map(
-        functools.partial(eval_step, model=model, mean=tuple(mean), std=tuple(std)), mesh=mesh,
-        in_specs=(P(), P(DATA_AXIS)), out_specs=P())
+        functools.partial(eval_step, model=model, mean=tuple(mean), std=tuple(std)),
+        mesh=mesh,
+        in_specs=(P(), P(DATA_AXIS)),
+        out_specs=P(),
+    )
     return jax.jit(fn)

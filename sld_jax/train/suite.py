@@ -52,15 +52,21 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict
         log.info("=== %s: %s (%d epochs) ===", name, run_cfg.name, run_cfg.num_epochs)
         results[name] = loop.run(run_cfg, run_dir)
     wall = time.perf_counter() - t0
-    lines = ["| run | model | method | best test top-1 | last test top-1 |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| run | model | method | best test top-1 | last test top-1 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name in config.suite:
         r, c = results[name], config.runs[name]
-        lines.append(f"| {name} | {c.model} | {c.method} | {100 * r['best']['test_top1']:.2f}% "
-                     f"(epoch {r['best']['epoch']}) | {100 * r['last']['test_top1']:.2f}% |")
+        lines.append(
+            f"| {name} | {c.model} | {c.method} | {100 * r['best']['test_top1']:.2f}% "
+            f"(epoch {r['best']['epoch']}) | {100 * r['last']['test_top1']:.2f}% |"
+        )
     table = "\n".join(lines)
-    text = (f"# {config.get('description', config.name)}\n\n{table}\n\nWall time {wall / 60:.1f} min on {machine_description()}.\n"
-            "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch.\n")
+    text = (
+        f"# {config.get('description', config.name)}\n\n{table}\n\nWall time {wall / 60:.1f} min on {machine_description()}.\n"
+        "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch.\n"
+    )
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write(text)
     print("\n" + table + f"\n\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")

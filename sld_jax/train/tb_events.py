@@ -70,8 +70,13 @@ def _field(number: int, wire_type: int, payload: bytes) -> bytes:
     return key + payload
 
 
-def encode_event(*, wall_time: float, step: int = 0, scalars: dict[str, float] | None = None,
-                 file_version: str | None = None) -> bytes:
+def encode_event(
+    *,
+    wall_time: float,
+    step: int = 0,
+    scalars: dict[str, float] | None = None,
+    file_version: str | None = None,
+) -> bytes:
     """The serialised ``Event`` proto with ``scalars`` as ``simple_value`` summary values."""
     event = _field(1, 1, struct.pack("<d", wall_time)) + _field(2, 0, _varint(int(step)))
     if file_version is not None:
@@ -79,7 +84,8 @@ def encode_event(*, wall_time: float, step: int = 0, scalars: dict[str, float] |
     if scalars:
         values = b"".join(
             _field(1, 2, _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", float(v))))
-            for tag, v in scalars.items())
+            for tag, v in scalars.items()
+        )
         event += _field(5, 2, values)
     return event
 
@@ -87,8 +93,7 @@ def encode_event(*, wall_time: float, step: int = 0, scalars: dict[str, float] |
 def encode_record(data: bytes) -> bytes:
     """One TFRecord framing ``data``."""
     header = struct.pack("<Q", len(data))
-    return (header + struct.pack("<I", _masked_crc(header)) + data
-            + struct.pack("<I", _masked_crc(data)))
+    return header + struct.pack("<I", _masked_crc(header)) + data + struct.pack("<I", _masked_crc(data))
 
 
 class EventWriter:
@@ -99,13 +104,11 @@ class EventWriter:
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
         self.path = os.path.join(logdir, name)
         self._file = open(self.path, "ab")
-        self._file.write(encode_record(encode_event(wall_time=time.time(),
-                                                    file_version="brain.Event:2")))
+        self._file.write(encode_record(encode_event(wall_time=time.time(), file_version="brain.Event:2")))
 
     def add_scalars(self, step: int, scalars: dict[str, float]) -> None:
         """Writes one event at ``step`` holding every scalar of ``scalars``."""
-        self._file.write(encode_record(encode_event(wall_time=time.time(), step=step,
-                                                    scalars=scalars)))
+        self._file.write(encode_record(encode_event(wall_time=time.time(), step=step, scalars=scalars)))
 
     def flush(self) -> None:
         self._file.flush()

@@ -35,9 +35,11 @@ def nonfinite_tensors(variables: Any) -> list[str]:
     >>> nonfinite_tensors({"params": {"w": np.array([1.0, np.nan])}, "batch_stats": {}})
     ['params.w']
     """
-    return [name for name, leaf in integrity.leaf_names(variables)
-            if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact)
-            and not np.isfinite(np.asarray(leaf)).all()]
+    return [
+        name
+        for name, leaf in integrity.leaf_names(variables)
+        if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact) and not np.isfinite(np.asarray(leaf)).all()
+    ]
 
 
 def check_finite_teacher(variables: Any, where: str) -> None:
@@ -47,11 +49,13 @@ def check_finite_teacher(variables: Any, where: str) -> None:
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise TeacherError(
             f"the teacher in {where} has non-finite (NaN/Inf) values in {', '.join(bad[:5])}{more}; "
-            "it cannot teach: re-import it from a good checkpoint or retrain it.")
+            "it cannot teach: re-import it from a good checkpoint or retrain it."
+        )
 
 
-def check_teacher_logits(model: Any, variables: Any, batch: dict, *, mean, std,
-                         where: str, max_images: int = 8) -> None:
+def check_teacher_logits(
+    model: Any, variables: Any, batch: dict, *, mean, std, where: str, max_images: int = 8
+) -> None:
     """Checks once, before training, that the teacher's logits on real images are finite.
 
     Runs op by op (outside ``jit``, where XLA may turn NaN into finite values) on the first
@@ -64,14 +68,14 @@ def check_teacher_logits(model: Any, variables: Any, batch: dict, *, mean, std,
 
     images = np.asarray(batch["image"].addressable_shards[0].data)[:max_images]
     with jax.disable_jit():
-        logits, _ = model.apply(jax.device_get(variables), augment.normalize(images, mean, std),
-                                train=False)
+        logits, _ = model.apply(jax.device_get(variables), augment.normalize(images, mean, std), train=False)
     logits = np.asarray(logits, np.float32)
     if not np.isfinite(logits).all():
         raise TeacherError(
             f"the teacher in {where} gives non-finite logits on the first test images "
             f"({int((~np.isfinite(logits)).sum())} of {logits.size} values); check its weights and "
-            "compute_dtype (float16/bfloat16 may overflow), or re-import it.")
+            "compute_dtype (float16/bfloat16 may overflow), or re-import it."
+        )
 
 
 def _shapes(tree) -> dict[str, tuple]:
@@ -82,8 +86,8 @@ def _shapes(tree) -> dict[str, tuple]:
 def variables_mismatch(variables: Any, model: Any, *, image_size: int) -> str:
     """How ``variables`` differ from ``model``'s in names and shapes ("" when they fit)."""
     expected = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)),
-                           train=False))
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)), train=False)
+    )
     got, want = _shapes(variables), _shapes(dict(expected))
     if got == want:
         return ""
@@ -91,15 +95,19 @@ def variables_mismatch(variables: Any, model: Any, *, image_size: int) -> str:
     extra = sorted(set(got) - set(want))
     wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
     return "; ".join(
-        part for part in (
+        part
+        for part in (
             f"missing {missing[:5]}" if missing else "",
             f"unexpected {extra[:5]}" if extra else "",
             "wrong shape " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5]) if wrong else "",
-        ) if part)
+        )
+        if part
+    )
 
 
-def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dtype: Any,
-                 image_size: int) -> tuple[Any, dict]:
+def load_teacher(
+    teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dtype: Any, image_size: int
+) -> tuple[Any, dict]:
     """Returns ``(teacher_module, variables)`` after checking architecture, classes and shapes.
 
     ``teacher_cfg.checkpoint`` is either a ``sld-train`` workdir (its ``config.json`` names the
@@ -117,7 +125,8 @@ def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dt
         raise TeacherNotFoundError(
             f"teacher checkpoint directory {path!r} does not exist; train it with a vanilla config "
             f"(sld-train --config configs/.../vanilla/{arch}.py --workdir {teacher_cfg.checkpoint}) "
-            "or convert a PyTorch one with sld-import-teacher.")
+            "or convert a PyTorch one with sld-import-teacher."
+        )
     run_config = os.path.join(path, "config.json")
     if os.path.exists(run_config):
         with open(run_config) as f:
@@ -132,16 +141,19 @@ def load_teacher(teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dt
     if saved_arch != arch:
         raise TeacherMismatchError(
             f"the teacher in {path} is a {saved_arch!r} but the config says teacher.arch={arch!r}; "
-            f"set --config.teacher.arch={saved_arch} or point teacher.checkpoint elsewhere.")
+            f"set --config.teacher.arch={saved_arch} or point teacher.checkpoint elsewhere."
+        )
     model = models.get_model(arch, num_classes=num_classes, dtype=dtype)
     if saved_classes is not None and saved_classes != num_classes:
         raise TeacherMismatchError(
-            f"the teacher in {path} has {saved_classes} classes but the dataset has {num_classes}.")
+            f"the teacher in {path} has {saved_classes} classes but the dataset has {num_classes}."
+        )
     details = variables_mismatch(variables, model, image_size=image_size)
     if details:
         raise TeacherMismatchError(
             f"the teacher in {path} does not fit {arch} with {num_classes} classes ({details}); "
-            "was it trained on another dataset?")
+            "was it trained on another dataset?"
+        )
     check_finite_teacher(variables, path)
     variables = jax.tree.map(jnp.asarray, variables)
     return model, variables

@@ -44,11 +44,15 @@ def test_there_are_configs_for_every_paper_pair():
 
 # Each config file as is and with the dry-run shrink (the conditional swap also with its α).
 CONFIG_ARGS = [(p, arg) for p in CONFIG_FILES for arg in (None, "runlocal")] + [
-    (CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "0.3,runlocal")]
+    (CONFIG_DIR / "cifar100/ablation/conditional_swap.py", "0.3,runlocal")
+]
 
 
-@pytest.mark.parametrize("path,arg", CONFIG_ARGS,
-                         ids=lambda x: str(x.relative_to(CONFIG_DIR)) if isinstance(x, pathlib.Path) else str(x))
+@pytest.mark.parametrize(
+    "path,arg",
+    CONFIG_ARGS,
+    ids=lambda x: str(x.relative_to(CONFIG_DIR)) if isinstance(x, pathlib.Path) else str(x),
+)
 def test_config_parses_validates_and_names_valid_pieces(path, arg):
     config = load(path, arg)
     config.lock()
@@ -59,7 +63,12 @@ def test_config_parses_validates_and_names_valid_pieces(path, arg):
         setup.validate(run)
         assert run.optim.lr > 0 and run.num_epochs > 0 and run.batch_size > 0
         if arg and "runlocal" in arg:
-            assert (run.model, run.teacher.arch, run.max_steps, run.num_epochs) == ("resnet_tiny", "resnet_tiny", 2, 1)
+            assert (run.model, run.teacher.arch, run.max_steps, run.num_epochs) == (
+                "resnet_tiny",
+                "resnet_tiny",
+                2,
+                1,
+            )
             assert run.dataset.limit_train == 16 and run.batch_size == 8
         with pytest.raises(AttributeError, match="Did you mean"):
             run.optim.lrr  # noqa: B018  (a mistyped key names the nearest valid one)
@@ -69,7 +78,10 @@ def test_config_parses_validates_and_names_valid_pieces(path, arg):
         full = load(path, arg.replace("runlocal", "").strip(",") or None)
         for run, full_run in zip(_run_configs(config), _run_configs(full)):
             assert (run.method, run.loss.to_dict(), run.optim.to_dict()) == (
-                full_run.method, full_run.loss.to_dict(), full_run.optim.to_dict())
+                full_run.method,
+                full_run.loss.to_dict(),
+                full_run.optim.to_dict(),
+            )
 
 
 def test_config_argument_errors_name_the_valid_items():
@@ -84,9 +96,19 @@ def test_config_argument_errors_name_the_valid_items():
 def test_cli_passes_the_argument_and_reports_a_bad_one_in_one_line():
     from sld_jax import cli
 
-    fv = cli._load_config(["sld-train", "--config", "configs/cifar100/ablation/conditional_swap.py:0.3,runlocal",
-                           "--config.seed=3"])
-    assert (fv.config.loss.teacher_transform_kwargs.alpha, fv.config.model, fv.config.seed) == (0.3, "resnet_tiny", 3)
+    fv = cli._load_config(
+        [
+            "sld-train",
+            "--config",
+            "configs/cifar100/ablation/conditional_swap.py:0.3,runlocal",
+            "--config.seed=3",
+        ]
+    )
+    assert (fv.config.loss.teacher_transform_kwargs.alpha, fv.config.model, fv.config.seed) == (
+        0.3,
+        "resnet_tiny",
+        3,
+    )
     with pytest.raises(ConfigError, match=r"^unknown config argument 'runlocl'; this config takes runlocal"):
         cli._load_config(["sld-train", "--config", "configs/cifar100/sld/resnet32x4_resnet8x4.py:runlocl"])
 
@@ -105,16 +127,24 @@ def test_docstring_gives_row_top1_time_and_commands(path):
 
 def test_docstring_top1_is_the_paper_number_of_its_row():
     """Spot checks against DESIGN.md's "The paper's reported numbers" (and their absence)."""
-    expected = {"cifar100/sld/resnet32x4_resnet8x4.py": "77.69 %", "cifar100/mlkd/wrn_40_2_wrn_16_2.py": "76.63 %",
-                "cifar100/ls_mlkd/resnet110_resnet32.py": "74.32 %", "imagenet/sld/r50_mv1.py": "73.27 %",
-                "cifar100/ablation/kd_pa_lts.py": "75.15 %", "cifar100/rkd_sld/resnet32x4_resnet8x4.py": "72.28 %",
-                "cifar100/kd/resnet32x4_resnet8x4.py": "not reported", "imagenet/reference_imagenet/r34_r18.py":
-                "not reported", "cifar100/sld/vgg13_vgg8.py": "not reported"}
+    expected = {
+        "cifar100/sld/resnet32x4_resnet8x4.py": "77.69 %",
+        "cifar100/mlkd/wrn_40_2_wrn_16_2.py": "76.63 %",
+        "cifar100/ls_mlkd/resnet110_resnet32.py": "74.32 %",
+        "imagenet/sld/r50_mv1.py": "73.27 %",
+        "cifar100/ablation/kd_pa_lts.py": "75.15 %",
+        "cifar100/rkd_sld/resnet32x4_resnet8x4.py": "72.28 %",
+        "cifar100/kd/resnet32x4_resnet8x4.py": "not reported",
+        "imagenet/reference_imagenet/r34_r18.py": "not reported",
+        "cifar100/sld/vgg13_vgg8.py": "not reported",
+    }
     for rel, top1 in expected.items():
         assert f"Paper top-1: {top1}" in config_module(CONFIG_DIR / rel).__doc__, rel
     measured = [p for p in CONFIG_FILES if "Time: measured" in config_module(p).__doc__]
     assert {str(p.relative_to(CONFIG_DIR)) for p in measured} == {
-        "cifar100/sld/resnet32x4_resnet8x4.py", "cifar100/ablation/sld.py"}
+        "cifar100/sld/resnet32x4_resnet8x4.py",
+        "cifar100/ablation/sld.py",
+    }
 
 
 def test_runlocal_shrinks_every_run_of_a_suite():
@@ -137,7 +167,12 @@ def test_every_numeric_field_of_every_config_has_a_stated_range():
 
 def test_reference_hyper_parameters():
     c = load(CONFIG_DIR / "cifar100/sld/resnet32x4_resnet8x4.py")
-    assert (c.optim.lr, c.batch_size, c.num_epochs, tuple(c.optim.stages)) == (0.025, 64, 240, (150, 180, 210))
+    assert (c.optim.lr, c.batch_size, c.num_epochs, tuple(c.optim.stages)) == (
+        0.025,
+        64,
+        240,
+        (150, 180, 210),
+    )
     assert (c.loss.ce_weight, c.loss.kd_weight, c.loss.gamma) == (0.1, 0.9, 150)
     assert tuple(c.loss.temperatures) == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
     assert (c.optim.momentum, c.optim.weight_decay) == (0.9, 5e-4)
@@ -176,26 +211,43 @@ def test_grid_covers_the_paper_rows():
 def test_grid_reference_values():
     rkd = load(CONFIG_DIR / "cifar100/rkd/resnet32x4_resnet8x4.py")
     assert (rkd.method, rkd.loss.ce_weight, rkd.optim.lr, rkd.num_epochs) == ("rkd", 1.0, 0.05, 240)
-    assert (rkd.loss.rkd.rkd_weight, rkd.loss.rkd.distance_weight, rkd.loss.rkd.angle_weight) == (1.0, 25.0, 50.0)
+    assert (rkd.loss.rkd.rkd_weight, rkd.loss.rkd.distance_weight, rkd.loss.rkd.angle_weight) == (
+        1.0,
+        25.0,
+        50.0,
+    )
     both = load(CONFIG_DIR / "cifar100/rkd_sld/resnet32x4_resnet8x4.py")
-    assert (both.loss.ce_weight, both.loss.kd_weight, both.loss.gamma, both.optim.lr) == (0.1, 0.9, 150, 0.025)
+    assert (both.loss.ce_weight, both.loss.kd_weight, both.loss.gamma, both.optim.lr) == (
+        0.1,
+        0.9,
+        150,
+        0.025,
+    )
     assert both.loss.teacher_transform == "swap"
     for teacher, student in configs_lib.LS_MLKD_PAPER:
         ls = load(CONFIG_DIR / f"cifar100/ls_mlkd/{teacher}_{student}.py")
         mlkd = load(CONFIG_DIR / f"cifar100/mlkd/{teacher}_{student}.py")
         assert ls.method == "mlkd" and ls.loss.mlkd.logit_standardization
         assert tuple(ls.loss.mlkd.temperatures) == (2.0, 3.0, 5.0, 2.0, 6.0) and ls.loss.mlkd.kd_weight == 9.0
-        assert (ls.optim.lr, ls.num_epochs, ls.loss.ce_weight) == (mlkd.optim.lr, mlkd.num_epochs, mlkd.loss.ce_weight)
+        assert (ls.optim.lr, ls.num_epochs, ls.loss.ce_weight) == (
+            mlkd.optim.lr,
+            mlkd.num_epochs,
+            mlkd.loss.ce_weight,
+        )
         ls_sld = load(CONFIG_DIR / f"cifar100/ls_mlkd_sld/{teacher}_{student}.py")
         assert ls_sld.method == "mlkd+sld" and ls_sld.loss.teacher_transform == "swap"
         assert ls_sld.loss.mlkd.to_dict() == ls.loss.mlkd.to_dict()
     rungs = {step: load(CONFIG_DIR / f"cifar100/ablation/{step}.py") for step in configs_lib.ABLATION_LADDER}
     assert {s: (c.method, c.loss.teacher_transform, c.loss.gamma) for s, c in rungs.items()} == {
-        "kd_pa": ("sld", "none", 240), "kd_pa_lts": ("sld", "swap", 240),
-        "kd_pa_lts_lss_nogamma": ("sld", "swap", 0), "sld": ("sld", "swap", 150)}
+        "kd_pa": ("sld", "none", 240),
+        "kd_pa_lts": ("sld", "swap", 240),
+        "kd_pa_lts_lss_nogamma": ("sld", "swap", 0),
+        "sld": ("sld", "swap", 150),
+    }
     assert all(c.loss.gamma >= c.num_epochs for s, c in rungs.items() if s in ("kd_pa", "kd_pa_lts"))
     assert rungs["sld"].to_dict() | {"name": ""} == load(
-        CONFIG_DIR / "cifar100/sld/resnet32x4_resnet8x4.py").to_dict() | {"name": ""}
+        CONFIG_DIR / "cifar100/sld/resnet32x4_resnet8x4.py"
+    ).to_dict() | {"name": ""}
 
 
 @pytest.mark.parametrize("alpha", configs_lib.CONDITIONAL_SWAP_ALPHAS)
@@ -206,7 +258,9 @@ def test_conditional_swap_sweep_argument(alpha):
     assert config.loss.teacher_transform_kwargs.alpha == alpha and config.loss.gamma == 150
     kwargs = dict(methods.objective_kwargs(methods.get_method(config.method), config.loss))
     assert kwargs["teacher_transform"].keywords == {"alpha": alpha}  # the transform and its α are valid
-    named = config_module(CONFIG_DIR / "cifar100/ablation/conditional_swap.py").get_config(f"alpha={alpha},runlocal")
+    named = config_module(CONFIG_DIR / "cifar100/ablation/conditional_swap.py").get_config(
+        f"alpha={alpha},runlocal"
+    )
     assert named.loss.teacher_transform_kwargs.alpha == alpha and named.model == "resnet_tiny"
 
 
@@ -226,11 +280,24 @@ def test_grid_objectives_run_on_tiny_logits(rng):
         logits = [jnp.asarray(rng.standard_normal((b, c)), jnp.float32) for _ in range(2 * views)]
         feats = [jnp.asarray(rng.standard_normal((b, 4)), jnp.float32) for _ in range(2 * views)]
         loss, terms = methods.apply(
-            method, kwargs, logits[:views], logits[views:], y, mask, epoch=jnp.float32(1.0),
-            student_swap=method.student_swap_gated, pseudo_teacher=methods.pseudo_teacher_kwargs(config.loss),
-            student_embeddings=feats[:views], teacher_embeddings=feats[views:])
+            method,
+            kwargs,
+            logits[:views],
+            logits[views:],
+            y,
+            mask,
+            epoch=jnp.float32(1.0),
+            student_swap=method.student_swap_gated,
+            pseudo_teacher=methods.pseudo_teacher_kwargs(config.loss),
+            student_embeddings=feats[:views],
+            teacher_embeddings=feats[views:],
+        )
         assert np.isfinite(float(loss)) and float(loss) > 0, path
         if name.startswith("rkd"):
             assert float(terms["rkd"]) > 0, path
     ls = dict(next(k for (n, k) in seen if n == "mlkd"))
-    assert (ls["logit_standardization"], ls["kd_weight"], ls["temperatures"]) == (True, 9.0, (2.0, 3.0, 5.0, 2.0, 6.0))
+    assert (ls["logit_standardization"], ls["kd_weight"], ls["temperatures"]) == (
+        True,
+        9.0,
+        (2.0, 3.0, 5.0, 2.0, 6.0),
+    )

@@ -61,9 +61,12 @@ def teacher_variables():
 @pytest.fixture(scope="module")
 def batch(mesh):
     rng = np.random.default_rng(0)
-    host = {"image": rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8),
-            "label": rng.integers(0, SPEC.num_classes, BATCH).astype(np.int32),
-            "mask": np.arange(BATCH) < BATCH - 1, "index": np.arange(BATCH, dtype=np.int32)}
+    host = {
+        "image": rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8),
+        "label": rng.integers(0, SPEC.num_classes, BATCH).astype(np.int32),
+        "mask": np.arange(BATCH) < BATCH - 1,
+        "index": np.arange(BATCH, dtype=np.int32),
+    }
     return pipeline.to_global(host, mesh, BATCH)
 
 
@@ -81,11 +84,17 @@ def test_config_builds_and_traces_its_train_steps(method, mesh, teacher_variable
     if method_row.uses_teacher:
         config.teacher.checkpoint = "in-memory"  # the teacher's variables are handed to build
     setup.validate(config)
-    data = RunData(spec=SPEC, num_train=config.dataset.limit_train,
-                   steps_per_epoch=pipeline.steps_per_epoch(config.dataset.limit_train, config.batch_size),
-                   host_crops=False, train_batches=None, eval_batches=None)
-    built = setup.build(config, mesh, data=data,
-                        teacher_variables=teacher_variables if method_row.uses_teacher else None)
+    data = RunData(
+        spec=SPEC,
+        num_train=config.dataset.limit_train,
+        steps_per_epoch=pipeline.steps_per_epoch(config.dataset.limit_train, config.batch_size),
+        host_crops=False,
+        train_batches=None,
+        eval_batches=None,
+    )
+    built = setup.build(
+        config, mesh, data=data, teacher_variables=teacher_variables if method_row.uses_teacher else None
+    )
     assert (built.teacher is None) == (not method_row.uses_teacher)
     key = jax.random.PRNGKey(0)
     gates = (False, True) if method_row.student_swap_gated else (False,)

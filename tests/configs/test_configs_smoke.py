@@ -47,7 +47,10 @@ def mock_cifar():
         n = 16
         return sources.InMemorySplit(
             images=rng.integers(0, 256, (n, spec.image_size, spec.image_size, 3), dtype=np.uint8),
-            labels=rng.integers(0, spec.num_classes, n).astype(np.int32), spec=spec, split=split)
+            labels=rng.integers(0, spec.num_classes, n).astype(np.int32),
+            spec=spec,
+            split=split,
+        )
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sources, "load_in_memory", fake_load)
@@ -63,15 +66,18 @@ def teacher_dir(mock_cifar, tmp_path_factory):
     return workdir
 
 
-@pytest.mark.parametrize("rel", [
-    # One baseline config through the whole trainer path (mock CIFAR-100, teacher loading, the DKD
-    # objective with its warm-up); SLD itself runs end to end in tests/train on digits.
-    "cifar100/dkd/resnet56_resnet20.py",
-    # The feature-based methods: the step hands the pooled features of student and teacher to RKD
-    # (one view), and to RKD + SLD (two views, γ = 0 so the student-swap variant runs too).
-    "cifar100/rkd/resnet32x4_resnet8x4.py",
-    "cifar100/rkd_sld/resnet32x4_resnet8x4.py",
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        # One baseline config through the whole trainer path (mock CIFAR-100, teacher loading, the DKD
+        # objective with its warm-up); SLD itself runs end to end in tests/train on digits.
+        "cifar100/dkd/resnet56_resnet20.py",
+        # The feature-based methods: the step hands the pooled features of student and teacher to RKD
+        # (one view), and to RKD + SLD (two views, γ = 0 so the student-swap variant runs too).
+        "cifar100/rkd/resnet32x4_resnet8x4.py",
+        "cifar100/rkd_sld/resnet32x4_resnet8x4.py",
+    ],
+)
 def test_method_config_runs_two_steps(rel, teacher_dir, mock_cifar, tmp_path):
     config = load_runlocal(rel, teacher_dir=teacher_dir, data_dir=str(tmp_path / "tfds"))
     if config.method.endswith("+sld"):

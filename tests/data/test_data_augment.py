@@ -107,7 +107,6 @@ def make_images() -> np.ndarray:
     return np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
-
 @pytest.fixture(scope="module")
 def images():
     return make_images()
@@ -152,8 +151,22 @@ def _assert_close(name, got, want, context):
 
 def test_table_is_the_reference_table():
     names = [op.name for op in augment_ops.RAND_AUGMENT_OPS]
-    assert names == ["AutoContrast", "Brightness", "Color", "Contrast", "Equalize", "Identity", "Posterize",
-                     "Rotate", "Sharpness", "ShearX", "ShearY", "Solarize", "TranslateX", "TranslateY"]
+    assert names == [
+        "AutoContrast",
+        "Brightness",
+        "Color",
+        "Contrast",
+        "Equalize",
+        "Identity",
+        "Posterize",
+        "Rotate",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "Solarize",
+        "TranslateX",
+        "TranslateY",
+    ]
     ranges = {op.name: (op.low, op.high) for op in augment_ops.RAND_AUGMENT_OPS}
     assert ranges["Posterize"] == (4, 8) and ranges["Rotate"] == (-30, 30) and ranges["Solarize"] == (0, 256)
     assert ranges["ShearX"] == ranges["TranslateY"] == (-0.3, 0.3) and ranges["Sharpness"] == (0.05, 0.95)

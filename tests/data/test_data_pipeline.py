@@ -64,8 +64,12 @@ def test_train_epoch_covers_every_example_once_and_pads_tail(split):
     assert not batches[-1]["mask"][2:].any()
     seen = np.concatenate([b["index"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(seen, pipeline.epoch_permutation(0, 1, N))  # consecutive slices
-    other = np.concatenate([_np(b)["index"] for b in pipeline.train_batches(
-        split, global_batch_size=4, seed=0, epoch=2, mesh=mesh)])
+    other = np.concatenate(
+        [
+            _np(b)["index"]
+            for b in pipeline.train_batches(split, global_batch_size=4, seed=0, epoch=2, mesh=mesh)
+        ]
+    )
     assert not np.array_equal(other[:N], seen)
 
 
@@ -84,13 +88,18 @@ def test_train_batches_are_global_arrays_sharded_on_data(split):
 def test_start_step_resumes_exactly(split):
     mesh = _mesh(2)
     full = [_np(b) for b in pipeline.train_batches(split, global_batch_size=4, seed=7, epoch=3, mesh=mesh)]
-    resumed = [_np(b) for b in pipeline.train_batches(split, global_batch_size=4, seed=7, epoch=3, mesh=mesh,
-                                                       start_step=1)]
+    resumed = [
+        _np(b)
+        for b in pipeline.train_batches(split, global_batch_size=4, seed=7, epoch=3, mesh=mesh, start_step=1)
+    ]
     assert len(resumed) == len(full) - 1
     for a, b in zip(full[1:], resumed, strict=True):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
-    assert list(pipeline.train_batches(split, global_batch_size=4, seed=7, epoch=3, mesh=mesh, start_step=3)) == []
+    assert (
+        list(pipeline.train_batches(split, global_batch_size=4, seed=7, epoch=3, mesh=mesh, start_step=3))
+        == []
+    )
 
 
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
@@ -135,8 +144,7 @@ def test_argument_errors(split):
     with pytest.raises(ValueError, match="start_step"):
         pipeline.train_batches(split, global_batch_size=4, seed=0, epoch=1, mesh=mesh, start_step=4)
     with pytest.raises(ValueError, match="axis named 'data'"):
-        pipeline.eval_batches(split, global_batch_size=4,
-                              mesh=Mesh(jax.devices()[:2], ("batch",)))
+        pipeline.eval_batches(split, global_batch_size=4, mesh=Mesh(jax.devices()[:2], ("batch",)))
     with pytest.raises(ValueError, match="process_index"):
         pipeline.process_rows(4, mesh, process_index=2, process_count=2)
     with pytest.raises(ValueError, match="evenly"):

@@ -84,8 +84,9 @@ def test_eval_resize_and_centre_crop_match_pil():
     low = rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)
     image = np.asarray(Image.fromarray(low).resize((80, 60), Image.BILINEAR))  # smooth 60x80
     raw = imagenet.raw_from_jpegs([_png(image)])
-    (batch,) = imagenet.eval_dataset(raw, num_examples=1, local_batch_size=1, image_size=S,
-                                     resize_size=36).as_numpy_iterator()
+    (batch,) = imagenet.eval_dataset(
+        raw, num_examples=1, local_batch_size=1, image_size=S, resize_size=36
+    ).as_numpy_iterator()
     # torchvision: shorter side 60 -> 36, longer 80 -> int(36 * 80 / 60) = 48; centre crop 32.
     ref = np.asarray(Image.fromarray(image).resize((48, 36), Image.BILINEAR))[2:34, 8:40]
     diff = np.abs(batch["image"][0].astype(int) - ref.astype(int))
@@ -93,8 +94,14 @@ def test_eval_resize_and_centre_crop_match_pil():
 
 
 def test_eval_pads_to_equal_batch_counts(jpegs):
-    ds = imagenet.eval_dataset(imagenet.raw_from_jpegs(jpegs), num_examples=6, local_batch_size=4,
-                               num_batches=3, image_size=S, resize_size=36)
+    ds = imagenet.eval_dataset(
+        imagenet.raw_from_jpegs(jpegs),
+        num_examples=6,
+        local_batch_size=4,
+        num_batches=3,
+        image_size=S,
+        resize_size=36,
+    )
     batches = list(ds.as_numpy_iterator())
     assert len(batches) == 3 and [int(b["mask"].sum()) for b in batches] == [4, 2, 0]
     assert np.concatenate([b["index"][b["mask"]] for b in batches]).tolist() == list(range(6))
@@ -106,8 +113,18 @@ def test_two_process_shards_partition_a_tfds_split(tmp_path_factory):
     data_dir = tmp_path_factory.getbasetemp() / "tfds_digits"  # shared with test_data_sources
     sources.prepare("digits", data_dir=data_dir)
     for train in (False, True):
-        shards = [imagenet.read_shard("train[:301]", train=train, name="digits", data_dir=data_dir, seed=0,
-                                      process_index=p, process_count=2) for p in range(2)]
+        shards = [
+            imagenet.read_shard(
+                "train[:301]",
+                train=train,
+                name="digits",
+                data_dir=data_dir,
+                seed=0,
+                process_index=p,
+                process_count=2,
+            )
+            for p in range(2)
+        ]
         ids = [[int(e["index"]) for e in s.dataset.as_numpy_iterator()] for s in shards]
         assert [s.num_examples for s in shards] == [len(i) for i in ids] == [151, 150]
         assert [s.offset for s in shards] == [0, 151] and shards[0].split_size == 301
@@ -124,10 +141,22 @@ def test_imagenet_through_mock_data_gives_global_batches(tmp_path):
 
     mesh = Mesh(jax.devices()[:2], ("data",))
     with tfds.testing.mock_data(num_examples=3):
-        train = list(imagenet.train_batches(global_batch_size=2, seed=0, epoch=1, mesh=mesh, data_dir=tmp_path,
-                                            image_size=S, shuffle_buffer=4))
-        evals = list(imagenet.eval_batches(global_batch_size=2, mesh=mesh, data_dir=tmp_path, image_size=S,
-                                           resize_size=36))
+        train = list(
+            imagenet.train_batches(
+                global_batch_size=2,
+                seed=0,
+                epoch=1,
+                mesh=mesh,
+                data_dir=tmp_path,
+                image_size=S,
+                shuffle_buffer=4,
+            )
+        )
+        evals = list(
+            imagenet.eval_batches(
+                global_batch_size=2, mesh=mesh, data_dir=tmp_path, image_size=S, resize_size=36
+            )
+        )
     assert len(train) == len(evals) == 2
     batch = train[0]
     assert batch["image"].shape == batch["image_strong"].shape == (2, S, S, 3)

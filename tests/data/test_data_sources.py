@@ -41,8 +41,9 @@ def test_digits_split_is_fixed_stratified_and_served_upscaled(digits_dir):
     split = digits_builder.split_indices(labels)
     assert sorted(np.concatenate([split["train"], split["test"]]).tolist()) == list(range(1797))
     for name, idx in split.items():
-        raw = tfds.as_numpy(sources.tfds_builder("digits", data_dir=digits_dir).as_dataset(
-            split=name, batch_size=-1))
+        raw = tfds.as_numpy(
+            sources.tfds_builder("digits", data_dir=digits_dir).as_dataset(split=name, batch_size=-1)
+        )
         np.testing.assert_array_equal(np.sort(raw["id"]), idx)
         served = sources.serve_digits(raw["image"])
         expected = np.kron(images[raw["id"]], np.ones((2, 2), np.uint8))
@@ -63,8 +64,10 @@ def test_cifar100_through_mock_data(tmp_path):
     assert train.labels.dtype == np.int32 and ((train.labels >= 0) & (train.labels < 100)).all()
     assert train.spec.crop_padding == 4 and train.spec.train_size == 50_000
     mesh = Mesh(jax.devices()[:2], ("data",))
-    masks = [np.asarray(b["mask"]) for b in pipeline.train_batches(train, global_batch_size=4, seed=0, epoch=1,
-                                                                    mesh=mesh)]
+    masks = [
+        np.asarray(b["mask"])
+        for b in pipeline.train_batches(train, global_batch_size=4, seed=0, epoch=1, mesh=mesh)
+    ]
     assert [m.sum() for m in masks] == [4, 2]
 
 
@@ -78,7 +81,9 @@ def test_missing_dataset_is_one_clear_fast_error(tmp_path, monkeypatch):
     shown = "".join(traceback.format_exception(err.value))
     assert "tensorflow_datasets" not in shown and "During handling" not in shown  # no TFDS stack trace
     # An automatic download first probes the server, so an offline machine fails at once.
-    monkeypatch.setattr(sources, "_unreachable", lambda url, timeout: f"{url} is unreachable: ConnectionError")
+    monkeypatch.setattr(
+        sources, "_unreachable", lambda url, timeout: f"{url} is unreachable: ConnectionError"
+    )
     with pytest.raises(sources.DatasetNotFoundError, match="unreachable") as err:
         sources.load_in_memory("cifar100", "test", data_dir=tmp_path, download=True)
     assert "tensorflow_datasets" not in "".join(traceback.format_exception(err.value))
@@ -136,8 +141,7 @@ def test_data_dir_defaults_to_tfds_conventions(monkeypatch, tmp_path):
     assert sources.resolve_data_dir("~/x").endswith("/x") and "~" not in sources.resolve_data_dir("~/x")
 
 
-def test_in_memory_cache_is_read_without_tensorflow_and_follows_the_tfds_files(digits_dir,
-                                                                              monkeypatch):
+def test_in_memory_cache_is_read_without_tensorflow_and_follows_the_tfds_files(digits_dir, monkeypatch):
     first = sources.load_in_memory("digits", "test", data_dir=digits_dir)
     reads = []
     real_read = sources._read_numpy

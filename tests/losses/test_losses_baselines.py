@@ -100,13 +100,15 @@ def torch_bc(student, teacher, temperature):
     return ((pt @ pt.T - ps @ ps.T) ** 2).sum() / student.shape[0]
 
 
-def torch_mlkd_reference(sw, ss, tw, ts, y, temps=(4.0, 3.0, 5.0, 2.0, 6.0), ce_w=0.1, kd_w=0.9,
-                         standardize=False):
+def torch_mlkd_reference(
+    sw, ss, tw, ts, y, temps=(4.0, 3.0, 5.0, 2.0, 6.0), ce_w=0.1, kd_w=0.9, standardize=False
+):
     """The MLKD reference objective, quirks included, as in the authors' code.
 
     With ``standardize`` the instance-level KD terms see z-scored logits (Sun et al.'s MLKD with
     ``--logit-stand``); the masks and the batch/class terms keep the raw logits.
     """
+
     def kd_term(student, teacher, temperature):
         if standardize:
             student, teacher = torch_normalize(student), torch_normalize(teacher)
@@ -149,8 +151,9 @@ def test_kd_objective_single_view_and_hand_value():
     # Two classes, T = 1: KL([0.5, 0.5] || softmax([0, log 3])) = 0.5 log(0.5/0.25) + 0.5 log(0.5/0.75).
     s = jnp.array([[0.0, math.log(3.0)]])
     t = jnp.zeros((1, 2))
-    loss, terms = losses.kd_objective(s, None, t, None, jnp.array([1]), temperature=1.0,
-                                      ce_weight=0.0, kd_weight=1.0)
+    loss, terms = losses.kd_objective(
+        s, None, t, None, jnp.array([1]), temperature=1.0, ce_weight=0.0, kd_weight=1.0
+    )
     expected = 0.5 * math.log(2.0) + 0.5 * math.log(2.0 / 3.0)
     np.testing.assert_allclose(terms["kd"], expected, rtol=1e-6)
     np.testing.assert_allclose(losses.kd_loss(s, t, temperature=1.0), [expected], rtol=1e-6)
@@ -171,14 +174,23 @@ def test_dkd_objective_matches_mdistiller_dkd(batch, swap):
 
     got = _jax_value_and_grads(
         lambda sw, ss, tw, ts, y, **kw: losses.dkd_objective(sw, None, tw, None, y, **kw),
-        batch, alpha=alpha, beta=beta, temperature=temperature, warmup_factor=warmup,
+        batch,
+        alpha=alpha,
+        beta=beta,
+        temperature=temperature,
+        warmup_factor=warmup,
         teacher_transform=transform,
     )
     _assert_match(got, _torch_value_and_grads(reference, batch))
     assert warmup == 0.25
     by_epoch = _jax_value_and_grads(
         lambda sw, ss, tw, ts, y, **kw: losses.dkd_objective(sw, None, tw, None, y, **kw),
-        batch, alpha=alpha, beta=beta, temperature=temperature, epoch=5, warmup=20,
+        batch,
+        alpha=alpha,
+        beta=beta,
+        temperature=temperature,
+        epoch=5,
+        warmup=20,
         teacher_transform=transform,
     )
     np.testing.assert_allclose(by_epoch[0], got[0], rtol=1e-6)
@@ -191,10 +203,12 @@ def test_dkd_hand_computed_parts():
     y = jnp.array([0])
     tckd = 0.5 * math.log(0.5 / (1 / 3)) + 0.5 * math.log(0.5 / (2 / 3))  # binary KL
     nckd = 0.0  # the non-target parts are both uniform
-    np.testing.assert_allclose(losses.dkd_loss(s, t, y, alpha=1.0, beta=8.0, temperature=1.0),
-                               [tckd + 8.0 * nckd], rtol=1e-6)
-    np.testing.assert_allclose(losses.dkd_loss(s, t, y, alpha=0.0, beta=1.0, temperature=1.0),
-                               [0.0], atol=1e-7)
+    np.testing.assert_allclose(
+        losses.dkd_loss(s, t, y, alpha=1.0, beta=8.0, temperature=1.0), [tckd + 8.0 * nckd], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losses.dkd_loss(s, t, y, alpha=0.0, beta=1.0, temperature=1.0), [0.0], atol=1e-7
+    )
 
 
 # --- MLKD ---------------------------------------------------------------------------------------
@@ -228,9 +242,14 @@ def test_ls_mlkd_matches_sun_et_al(batch, swap):
         return torch_mlkd_reference(sw, ss, tw, ts, y, temps=temps, kd_w=9.0, standardize=True)
 
     _assert_match(
-        _jax_value_and_grads(losses.mlkd_objective, batch, temperatures=temps, kd_weight=9.0,
-                             logit_standardization=True,
-                             teacher_transform=losses.swap_logits if swap else None),
+        _jax_value_and_grads(
+            losses.mlkd_objective,
+            batch,
+            temperatures=temps,
+            kd_weight=9.0,
+            logit_standardization=True,
+            teacher_transform=losses.swap_logits if swap else None,
+        ),
         _torch_value_and_grads(reference, batch),
     )
 
@@ -273,17 +292,22 @@ def test_mlkd_corrected_form_by_hand(batch):
 
 def test_mlkd_padding_mask_equals_the_real_batch(batch):
     pad = 3
-    padded = {k: np.concatenate([v, np.full((pad,) + v.shape[1:], np.nan if v.dtype.kind == "f" else -1,
-                                            v.dtype)]) for k, v in batch.items()}
+    padded = {
+        k: np.concatenate([v, np.full((pad,) + v.shape[1:], np.nan if v.dtype.kind == "f" else -1, v.dtype)])
+        for k, v in batch.items()
+    }
     mask = jnp.arange(B + pad) < B
 
     @jax.jit
     def run(sw, ss, tw, ts, y, real_mask):
         out = {}
         for quirks in (True, False):
+
             def loss(sw):
-                return losses.mlkd_objective(sw, ss, tw, ts, y, mask=real_mask, reference_quirks=quirks,
-                                             temperatures=(4.0,))[0]
+                return losses.mlkd_objective(
+                    sw, ss, tw, ts, y, mask=real_mask, reference_quirks=quirks, temperatures=(4.0,)
+                )[0]
+
             out[quirks] = jax.value_and_grad(loss)(sw)
         return out
 

@@ -28,6 +28,7 @@ def _both_phases(s, t, y):
     """Per-temperature means, totals and gradients before and after γ, in one compilation."""
     out = {}
     for phase, student_swap in (("before_gamma", False), ("after_gamma", True)):
+
         def total(s):
             per_t = jnp.mean(losses.sld_loss_per_temperature(s, t, y, student_swap=student_swap), 0)
             return jnp.sum(per_t), per_t
@@ -59,7 +60,7 @@ def test_sld_loss_values_and_gradients(golden, case):
 
 @pytest.mark.parametrize("phase", ["before_gamma", "after_gamma"])
 def test_objective_matches_reference(golden, phase):
-    g = {k[len("objective/"):]: v for k, v in golden.items() if k.startswith("objective/")}
+    g = {k[len("objective/") :]: v for k, v in golden.items() if k.startswith("objective/")}
     epoch = 151 if phase == "after_gamma" else 150  # the reference gate is epoch > 150
 
     @jax.jit
@@ -70,7 +71,10 @@ def test_objective_matches_reference(golden, phase):
         return jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(sw, ss)
 
     (loss, terms), grads = run(
-        g["student_weak"], g["student_strong"], g["teacher_weak"], g["teacher_strong"],
+        g["student_weak"],
+        g["student_strong"],
+        g["teacher_weak"],
+        g["teacher_strong"],
         jnp.asarray(g["labels"]),
     )
     for name in ("ce", "kd", "loss"):
@@ -101,8 +105,9 @@ def test_closed_form_pseudo_teacher_matches_two_softmax_kl(golden, detach):
     temps = losses.DEFAULT_TEMPERATURES
 
     def fast(s):
-        with_swap = losses.sld_loss(s, s, y, student_swap=True, teacher_transform=None,
-                                    stop_gradient_pseudo_teacher=detach)
+        with_swap = losses.sld_loss(
+            s, s, y, student_swap=True, teacher_transform=None, stop_gradient_pseudo_teacher=detach
+        )
         without = losses.sld_loss(s, s, y, student_swap=False, teacher_transform=None)
         return jnp.mean(with_swap - without)  # the teacher term is KL(s‖s) = 0 anyway
 

@@ -41,8 +41,13 @@ class VariantsTest(chex.TestCase):
         kd = self.variant(functools.partial(losses.kd_loss, temperature=4.0))
         dkd = self.variant(losses.dkd_loss)
         ce = self.variant(losses.cross_entropy)
-        for out, shape in ((sld(s, t, y), (B,)), (per_t(s, t, y), (B, len(TEMPS))), (kd(s, t), (B,)),
-                           (dkd(s, t, y), (B,)), (ce(s, y), (B,))):
+        for out, shape in (
+            (sld(s, t, y), (B,)),
+            (per_t(s, t, y), (B, len(TEMPS))),
+            (kd(s, t), (B,)),
+            (dkd(s, t, y), (B,)),
+            (ce(s, y), (B,)),
+        ):
             chex.assert_shape(out, shape)
             chex.assert_type(out, jnp.float32)
             chex.assert_tree_all_finite(out)
@@ -124,8 +129,11 @@ def test_extreme_logits_give_finite_values_and_gradients():
         outs = []
         for swap in (False, True):
             for detach in (False, True):
-                outs.append(losses.sld_objective(s, s[::-1], t, t[::-1], y, student_swap=swap,
-                                                 stop_gradient_pseudo_teacher=detach)[0])
+                outs.append(
+                    losses.sld_objective(
+                        s, s[::-1], t, t[::-1], y, student_swap=swap, stop_gradient_pseudo_teacher=detach
+                    )[0]
+                )
         outs.append(losses.kd_objective(s, s, t, t, y)[0])
         outs.append(losses.dkd_objective(s, None, t, None, y)[0])
         outs.append(losses.standardized_kd_objective(s, s, t, t, y)[0])
@@ -148,13 +156,14 @@ def test_minus_infinity_teacher_logits_are_masked_classes():
     s = jnp.array([[1.0, 2.0, 0.5, 0.0]])
     t = jnp.array([[3.0, -jnp.inf, 1.0, -jnp.inf]])
     y = jnp.array([0])
-    value, grad = jax.jit(jax.value_and_grad(
-        lambda s: jnp.sum(losses.multi_temperature_kd(s, t, (1.0, 4.0)))
-    ))(s)
+    value, grad = jax.jit(
+        jax.value_and_grad(lambda s: jnp.sum(losses.multi_temperature_kd(s, t, (1.0, 4.0))))
+    )(s)
     p = np.exp([3.0, 1.0]) / np.sum(np.exp([3.0, 1.0]))
     log_q = np.asarray(jax.nn.log_softmax(s[0]))[[0, 2]]
-    np.testing.assert_allclose(float(losses.multi_temperature_kd(s, t, (1.0,))[0, 0]),
-                               np.sum(p * (np.log(p) - log_q)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(losses.multi_temperature_kd(s, t, (1.0,))[0, 0]), np.sum(p * (np.log(p) - log_q)), rtol=1e-5
+    )
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     del y
 
@@ -178,7 +187,9 @@ def test_padded_examples_do_not_change_the_objective(rng):
 
     @jax.jit
     def run(sw, tw, y, mask):
-        fn = lambda sw: losses.sld_objective(sw, sw, tw, tw, y, student_swap=True, mask=mask)
+        def fn(sw):
+            return losses.sld_objective(sw, sw, tw, tw, y, student_swap=True, mask=mask)
+
         return jax.value_and_grad(fn, has_aux=True)(sw)
 
     (want, want_terms), want_grad = run(s, t, y, None)
@@ -190,9 +201,11 @@ def test_padded_examples_do_not_change_the_objective(rng):
 
 
 logits_strategy = hnp.arrays(
-    np.float32, (B, C),
-    elements=st.one_of(st.integers(-4, 4).map(float),
-                       st.floats(-60.0, 60.0, allow_nan=False, allow_infinity=False, width=32)),
+    np.float32,
+    (B, C),
+    elements=st.one_of(
+        st.integers(-4, 4).map(float), st.floats(-60.0, 60.0, allow_nan=False, allow_infinity=False, width=32)
+    ),
 )
 labels_strategy = hnp.arrays(np.int32, (B,), elements=st.integers(0, C - 1))
 
@@ -229,38 +242,82 @@ def _jit_call(fn, *args, **kwargs):
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t[:, :3], y, student_swap=False),
-         ValueError, "student_logits and teacher_logits must have the same shape"),
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t, y[:, None], student_swap=False),
-         ValueError, r"labels must have shape \(4,\)"),
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t, y.astype(jnp.float32), student_swap=False),
-         TypeError, "labels must be integer"),
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, temperatures=()),
-         ValueError, "temperatures must name at least one"),
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, temperatures=(1.0, -2.0)),
-         ValueError, "temperatures must be positive"),
-        (lambda s, t, y: jax.jit(lambda s, f: losses.sld_loss(s, t, y, student_swap=f))(s, True),
-         TypeError, "student_swap must be a Python bool"),
-        (lambda s, t, y: _jit_call(losses.sld_objective, s, s, t, t, y, student_swap=True, epoch=3),
-         TypeError, "exactly one of student_swap= or epoch="),
-        (lambda s, t, y: _jit_call(losses.sld_objective, s, s[:, :2], t, t, y, student_swap=True),
-         ValueError, "student_weak and student_strong must have the same shape"),
-        (lambda s, t, y: _jit_call(losses.kd_objective, s, s, t, None, y),
-         ValueError, "student_strong and teacher_strong must both be arrays"),
-        (lambda s, t, y: _jit_call(losses.kd_objective, s, None, t, None, y, mask=jnp.ones(3, bool)),
-         ValueError, r"mask must be per example with shape \(4,\)"),
-        (lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, teacher_transform="swap"),
-         TypeError, "teacher_transform must be None or a callable"),
-        (lambda s, t, y: _jit_call(losses.dkd_loss, s[:, :1], t[:, :1], y * 0),
-         ValueError, "student_logits must have at least 2 classes"),
-        (lambda s, t, y: _jit_call(losses.mlkd_objective, s[None], s[None], t[None], t[None], y[None]),
-         ValueError, r"student_weak must have shape \[batch, num_classes\]"),
-        (lambda s, t, y: _jit_call(losses.mlkd_objective, s, s, t, t, y, reference_quirks="yes"),
-         TypeError, "reference_quirks must be a Python bool"),
-        (lambda s, t, y: _jit_call(losses.kd_loss, s.astype(jnp.int32), t),
-         TypeError, "student_logits must be floating point"),
-        (lambda s, t, y: losses.get_teacher_transform("extreme"),
-         ValueError, "valid names: identity, swap"),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t[:, :3], y, student_swap=False),
+            ValueError,
+            "student_logits and teacher_logits must have the same shape",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t, y[:, None], student_swap=False),
+            ValueError,
+            r"labels must have shape \(4,\)",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t, y.astype(jnp.float32), student_swap=False),
+            TypeError,
+            "labels must be integer",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, temperatures=()),
+            ValueError,
+            "temperatures must name at least one",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, temperatures=(1.0, -2.0)),
+            ValueError,
+            "temperatures must be positive",
+        ),
+        (
+            lambda s, t, y: jax.jit(lambda s, f: losses.sld_loss(s, t, y, student_swap=f))(s, True),
+            TypeError,
+            "student_swap must be a Python bool",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_objective, s, s, t, t, y, student_swap=True, epoch=3),
+            TypeError,
+            "exactly one of student_swap= or epoch=",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_objective, s, s[:, :2], t, t, y, student_swap=True),
+            ValueError,
+            "student_weak and student_strong must have the same shape",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.kd_objective, s, s, t, None, y),
+            ValueError,
+            "student_strong and teacher_strong must both be arrays",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.kd_objective, s, None, t, None, y, mask=jnp.ones(3, bool)),
+            ValueError,
+            r"mask must be per example with shape \(4,\)",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.sld_loss, s, t, y, student_swap=False, teacher_transform="swap"),
+            TypeError,
+            "teacher_transform must be None or a callable",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.dkd_loss, s[:, :1], t[:, :1], y * 0),
+            ValueError,
+            "student_logits must have at least 2 classes",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.mlkd_objective, s[None], s[None], t[None], t[None], y[None]),
+            ValueError,
+            r"student_weak must have shape \[batch, num_classes\]",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.mlkd_objective, s, s, t, t, y, reference_quirks="yes"),
+            TypeError,
+            "reference_quirks must be a Python bool",
+        ),
+        (
+            lambda s, t, y: _jit_call(losses.kd_loss, s.astype(jnp.int32), t),
+            TypeError,
+            "student_logits must be floating point",
+        ),
+        (lambda s, t, y: losses.get_teacher_transform("extreme"), ValueError, "valid names: identity, swap"),
     ],
 )
 def test_bad_input_fails_at_trace_time_naming_the_argument(rng, call, error, match):

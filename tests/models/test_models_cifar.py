@@ -20,11 +20,28 @@ from sld_jax.models.cifar import CIFAR_MODELS
 
 # The reference definitions' trainable parameters at 100 classes (the issue's table).
 PARAMS = {
-    "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756, "resnet44": 667_188,
-    "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
-    "ResNet18": 11_220_132, "ResNet50": 23_705_252, "wrn_16_1": 180_916, "wrn_16_2": 703_284,
-    "wrn_40_1": 569_780, "wrn_40_2": 2_255_156, "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180,
-    "vgg16": 14_774_436, "vgg19": 20_086_692, "MobileNetV2": 812_836, "ShuffleV1": 949_258,
+    "resnet8": 83_892,
+    "resnet14": 181_108,
+    "resnet20": 278_324,
+    "resnet32": 472_756,
+    "resnet44": 667_188,
+    "resnet56": 861_620,
+    "resnet110": 1_736_564,
+    "resnet8x4": 1_233_540,
+    "resnet32x4": 7_433_860,
+    "ResNet18": 11_220_132,
+    "ResNet50": 23_705_252,
+    "wrn_16_1": 180_916,
+    "wrn_16_2": 703_284,
+    "wrn_40_1": 569_780,
+    "wrn_40_2": 2_255_156,
+    "vgg8": 3_965_028,
+    "vgg11": 9_277_284,
+    "vgg13": 9_462_180,
+    "vgg16": 14_774_436,
+    "vgg19": 20_086_692,
+    "MobileNetV2": 812_836,
+    "ShuffleV1": 949_258,
     "ShuffleV2": 1_355_528,
 }
 # Forward multiply-adds per 32x32 image stated in the issue.
@@ -33,11 +50,19 @@ MACS_M = {"resnet8x4": 177.1, "resnet32x4": 1083.0}
 # (number of stages after the stem, pre-activations exposed, pooled width)
 LAYOUT = {
     **{f"resnet{d}": (3, True, 64) for d in (8, 14, 20, 32, 44, 56, 110)},
-    "resnet8x4": (3, True, 256), "resnet32x4": (3, True, 256), "resnet_tiny": (3, True, 16),
-    "ResNet18": (4, True, 512), "ResNet50": (4, True, 2048),
-    "wrn_16_1": (3, True, 64), "wrn_40_1": (3, True, 64), "wrn_16_2": (3, True, 128), "wrn_40_2": (3, True, 128),
+    "resnet8x4": (3, True, 256),
+    "resnet32x4": (3, True, 256),
+    "resnet_tiny": (3, True, 16),
+    "ResNet18": (4, True, 512),
+    "ResNet50": (4, True, 2048),
+    "wrn_16_1": (3, True, 64),
+    "wrn_40_1": (3, True, 64),
+    "wrn_16_2": (3, True, 128),
+    "wrn_40_2": (3, True, 128),
     **{f"vgg{d}": (4, True, 512) for d in (8, 11, 13, 16, 19)},
-    "MobileNetV2": (4, False, 1280), "ShuffleV1": (3, True, 960), "ShuffleV2": (3, True, 1024),
+    "MobileNetV2": (4, False, 1280),
+    "ShuffleV1": (3, True, 960),
+    "ShuffleV2": (3, True, 1024),
 }
 
 CONTRACT_NAMES = set(PARAMS) | {"resnet_tiny"}
@@ -57,7 +82,9 @@ def summaries():
 
 
 def _leaves_with_paths(tree):
-    return {"/".join(str(k.key) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    return {
+        "/".join(str(k.key) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
 
 def test_registry_holds_every_contract_name():
@@ -110,25 +137,82 @@ def test_structure_parameter_count_and_macs(name, summaries):
 @pytest.mark.parametrize(
     "name, keys",
     [
-        ("resnet8x4", {"conv1/kernel": (3, 3, 3, 32), "bn1/scale": (32,), "layer1_0/conv1/kernel": (3, 3, 32, 64),
-                       "layer1_0/downsample_0/kernel": (1, 1, 32, 64), "layer1_0/downsample_1/bias": (64,),
-                       "layer3_0/conv2/kernel": (3, 3, 256, 256), "fc/kernel": (256, 100), "fc/bias": (100,)}),
-        ("ResNet50", {"layer1_0/shortcut_0/kernel": (1, 1, 64, 256), "layer4_2/conv3/kernel": (1, 1, 512, 2048),
-                      "linear/kernel": (2048, 100)}),
-        ("wrn_40_2", {"block1/layer_0/convShortcut/kernel": (1, 1, 16, 32), "block1/layer_0/bn1/scale": (16,),
-                      "block3/layer_5/conv2/kernel": (3, 3, 128, 128), "bn1/scale": (128,), "fc/kernel": (128, 100)}),
-        ("vgg13", {"block0_0/kernel": (3, 3, 3, 64), "block0_0/bias": (64,), "block0_1/scale": (64,),
-                   "block0_3/kernel": (3, 3, 64, 64), "block4_4/scale": (512,), "classifier/kernel": (512, 100)}),
-        ("MobileNetV2", {"conv1_0/kernel": (3, 3, 3, 16), "conv1_1/scale": (16,),
-                         "blocks_0_0/conv_0/kernel": (1, 1, 16, 16),
-                         "blocks_1_0/conv_3/kernel": (3, 3, 1, 48), "blocks_6_0/conv_7/scale": (160,),
-                         "conv2_0/kernel": (1, 1, 160, 1280), "classifier_0/kernel": (1280, 100)}),
-        ("ShuffleV1", {"conv1/kernel": (1, 1, 3, 24), "layer1_0/conv1/kernel": (1, 1, 24, 54),
-                       "layer1_1/conv1/kernel": (1, 1, 80, 60), "layer1_1/conv3/kernel": (1, 1, 20, 240),
-                       "layer3_3/bn3/scale": (960,), "linear/kernel": (960, 100)}),
-        ("ShuffleV2", {"layer1_0/conv1/kernel": (3, 3, 1, 24), "layer1_0/conv5/kernel": (1, 1, 58, 58),
-                       "layer1_3/conv2/kernel": (3, 3, 1, 58), "layer2_7/bn3/scale": (116,),
-                       "conv2/kernel": (1, 1, 464, 1024), "linear/kernel": (1024, 100)}),
+        (
+            "resnet8x4",
+            {
+                "conv1/kernel": (3, 3, 3, 32),
+                "bn1/scale": (32,),
+                "layer1_0/conv1/kernel": (3, 3, 32, 64),
+                "layer1_0/downsample_0/kernel": (1, 1, 32, 64),
+                "layer1_0/downsample_1/bias": (64,),
+                "layer3_0/conv2/kernel": (3, 3, 256, 256),
+                "fc/kernel": (256, 100),
+                "fc/bias": (100,),
+            },
+        ),
+        (
+            "ResNet50",
+            {
+                "layer1_0/shortcut_0/kernel": (1, 1, 64, 256),
+                "layer4_2/conv3/kernel": (1, 1, 512, 2048),
+                "linear/kernel": (2048, 100),
+            },
+        ),
+        (
+            "wrn_40_2",
+            {
+                "block1/layer_0/convShortcut/kernel": (1, 1, 16, 32),
+                "block1/layer_0/bn1/scale": (16,),
+                "block3/layer_5/conv2/kernel": (3, 3, 128, 128),
+                "bn1/scale": (128,),
+                "fc/kernel": (128, 100),
+            },
+        ),
+        (
+            "vgg13",
+            {
+                "block0_0/kernel": (3, 3, 3, 64),
+                "block0_0/bias": (64,),
+                "block0_1/scale": (64,),
+                "block0_3/kernel": (3, 3, 64, 64),
+                "block4_4/scale": (512,),
+                "classifier/kernel": (512, 100),
+            },
+        ),
+        (
+            "MobileNetV2",
+            {
+                "conv1_0/kernel": (3, 3, 3, 16),
+                "conv1_1/scale": (16,),
+                "blocks_0_0/conv_0/kernel": (1, 1, 16, 16),
+                "blocks_1_0/conv_3/kernel": (3, 3, 1, 48),
+                "blocks_6_0/conv_7/scale": (160,),
+                "conv2_0/kernel": (1, 1, 160, 1280),
+                "classifier_0/kernel": (1280, 100),
+            },
+        ),
+        (
+            "ShuffleV1",
+            {
+                "conv1/kernel": (1, 1, 3, 24),
+                "layer1_0/conv1/kernel": (1, 1, 24, 54),
+                "layer1_1/conv1/kernel": (1, 1, 80, 60),
+                "layer1_1/conv3/kernel": (1, 1, 20, 240),
+                "layer3_3/bn3/scale": (960,),
+                "linear/kernel": (960, 100),
+            },
+        ),
+        (
+            "ShuffleV2",
+            {
+                "layer1_0/conv1/kernel": (3, 3, 1, 24),
+                "layer1_0/conv5/kernel": (1, 1, 58, 58),
+                "layer1_3/conv2/kernel": (3, 3, 1, 58),
+                "layer2_7/bn3/scale": (116,),
+                "conv2/kernel": (1, 1, 464, 1024),
+                "linear/kernel": (1024, 100),
+            },
+        ),
     ],
 )
 def test_submodules_are_named_after_the_torch_attribute_paths(name, keys, summaries):
@@ -137,7 +221,9 @@ def test_submodules_are_named_after_the_torch_attribute_paths(name, keys, summar
     assert "wrn" not in name or "block1/layer_1/convShortcut/kernel" not in params
 
 
-@pytest.mark.parametrize("name", ["resnet8", "ResNet18", "wrn_16_2", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"])
+@pytest.mark.parametrize(
+    "name", ["resnet8", "ResNet18", "wrn_16_2", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"]
+)
 def test_bf16_compute_keeps_float32_params_and_logits(name):
     s = summarize(get_model(name, num_classes=10, dtype=jnp.bfloat16), (2, 32, 32, 3))
     assert s.logits.dtype == jnp.float32
@@ -169,7 +255,7 @@ def _to_flax(state_dict) -> dict:
         if leaf == "num_batches_tracked":
             continue
         if leaf in ("running_mean", "running_var"):
-            collection, name = "batch_stats", leaf[len("running_"):]
+            collection, name = "batch_stats", leaf[len("running_") :]
         elif leaf == "weight" and value.ndim == 1:
             collection, name = "params", "scale"
         elif leaf == "weight":
@@ -189,6 +275,7 @@ def test_forward_equals_torch_twin_in_train_mode_with_padding(name, rng):
     torch = pytest.importorskip("torch")
 
     from sld_jax.models import torch_twins as twins
+
     # 16x16 inputs, except where the last maps would be 1x1: BatchNorm over 2 values is ill-conditioned
     classes, size = 10, 32 if name == "MobileNetV2" else 16
     calib = rng.normal(size=(4, 3, size, size)).astype(np.float32)
@@ -208,7 +295,9 @@ def test_forward_equals_torch_twin_in_train_mode_with_padding(name, rng):
         return logits, feats["pooled"], upd["batch_stats"]
 
     # a third, padded example (garbage, masked out) must change nothing for the two real ones
-    images = np.concatenate([x, 50.0 * rng.normal(size=(1, 3, size, size)).astype(np.float32)]).transpose(0, 2, 3, 1)
+    images = np.concatenate([x, 50.0 * rng.normal(size=(1, 3, size, size)).astype(np.float32)]).transpose(
+        0, 2, 3, 1
+    )
     mask = jnp.array([True, True, False])
     compiled = jax.jit(run).lower(variables, images, mask).compile(compiler_options=_FAST_COMPILE)
     logits, pooled, stats = compiled(variables, images, mask)
@@ -231,8 +320,14 @@ def test_bf16_forward_is_close_to_float32():
     # seeded numpy weights (std sqrt(2 / fan_in)) instead of model.init: no RNG program to compile
     shapes = summarize(model32, (4, 8, 8, 3)).variables
     variables = {
-        "params": jax.tree.map(lambda a: rng.normal(0, np.sqrt(2 / np.prod(a.shape[:-1])), a.shape).astype(np.float32)
-                               if len(a.shape) > 1 else np.ones(a.shape, np.float32), shapes["params"]),
+        "params": jax.tree.map(
+            lambda a: (
+                rng.normal(0, np.sqrt(2 / np.prod(a.shape[:-1])), a.shape).astype(np.float32)
+                if len(a.shape) > 1
+                else np.ones(a.shape, np.float32)
+            ),
+            shapes["params"],
+        ),
         "batch_stats": jax.tree.map(lambda a: np.ones(a.shape, np.float32), shapes["batch_stats"]),
     }
 
@@ -244,4 +339,6 @@ def test_bf16_forward_is_close_to_float32():
     compiled = jax.jit(run).lower(variables, x).compile(compiler_options=_FAST_COMPILE)
     logits32, logits16, stage2 = compiled(variables, x)
     assert logits16.dtype == jnp.float32 and stage2.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(logits16), np.asarray(logits32), atol=0.1 * float(jnp.abs(logits32).max()))
+    np.testing.assert_allclose(
+        np.asarray(logits16), np.asarray(logits32), atol=0.1 * float(jnp.abs(logits32).max())
+    )

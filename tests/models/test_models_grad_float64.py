@@ -4,9 +4,9 @@ In float64 on both sides (JAX with ``jax_enable_x64``, scoped to this module's c
 ``jax.enable_x64`` context manager; ``torch.float64``), the gradient of a fixed loss with respect to
 every parameter tensor, in train mode, must agree to 1e-9 relative (max abs difference over the
 tensor's max abs value): float64 removes float32's conditioning, so a larger difference is a defect.
-Four students run by default (plain, biased, depthwise and grouped convolutions; the two with
-grouped convolutions, whose float64 kernels are slow on CPU, with the default path only), all eleven
-and both paths with ``SLD_JAX_FULL_MODEL_TESTS=1``.
+All eleven students run, each on the default kernel-gradient path and resnet8 and vgg8 also on
+XLA's (grouped and depthwise convolutions take XLA's gradient on both paths);
+``SLD_JAX_FULL_MODEL_TESTS=1`` runs every student on both paths.
 The loss is ``sum(logits * C)`` for a fixed ``C``: the gradient of any loss is the model's
 vector-Jacobian product with ``dL/dlogits``, and a fixed cotangent exercises every backward path
 while staying exact through the models' float32 logits. The running statistics after the step
@@ -42,13 +42,21 @@ _CLASSES, _TOL, _ZERO = 10, 1e-9, 1e-13
 # The paper's CIFAR students and an input side that keeps every final map >= 2x2 (BatchNorm over
 # two values per channel would be ill-conditioned even in float64).
 STUDENTS = {
-    "resnet8": 16, "resnet20": 16, "resnet32": 16, "resnet8x4": 16, "wrn_16_1": 16, "wrn_16_2": 16,
-    "wrn_40_1": 16, "vgg8": 16, "MobileNetV2": 32, "ShuffleV1": 16, "ShuffleV2": 16,
+    "resnet8": 16,
+    "resnet20": 16,
+    "resnet32": 16,
+    "resnet8x4": 16,
+    "wrn_16_1": 16,
+    "wrn_16_2": 16,
+    "wrn_40_1": 16,
+    "vgg8": 16,
+    "MobileNetV2": 32,
+    "ShuffleV1": 16,
+    "ShuffleV2": 16,
 }
-# By default: plain, biased, depthwise and grouped convolutions; SLD_JAX_FULL_MODEL_TESTS=1 runs all.
+# Every student runs; SLD_JAX_FULL_MODEL_TESTS=1 also runs each on both kernel-gradient paths.
 _FULL = os.environ.get("SLD_JAX_FULL_MODEL_TESTS") == "1"
-_FAMILY = ["resnet8", "vgg8", "MobileNetV2", "ShuffleV1"]
-_RUN = list(STUDENTS) if _FULL else _FAMILY
+_RUN = list(STUDENTS)
 # Kernel-gradient paths: the dot path (the default) and XLA's; grouped and depthwise convolutions
 # take XLA's gradient on both, so by default the second run is left to the ungrouped models.
 _BOTH_PATHS_BY_DEFAULT = {"resnet8", "vgg8"}
@@ -68,7 +76,10 @@ def _torch_reference(twin, x, cotangent):
 def _jax_step(model, variables, x, cotangent):
     def loss(params):
         (logits, _), updated = model.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]}, x, train=True, mutable=["batch_stats"]
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x,
+            train=True,
+            mutable=["batch_stats"],
         )
         return jnp.sum(logits.astype(cotangent.dtype) * cotangent), updated["batch_stats"]
 
@@ -121,8 +132,12 @@ def test_float64_gradients_equal_torch_twin(name, rng):
 
     with jax.enable_x64(True):
         variables = ti.convert_state_dict(start, name, num_classes=_CLASSES, dtype=np.float64)
-        want_grads = ti.convert_state_dict(want_grads_sd, name, num_classes=_CLASSES, dtype=np.float64)["params"]
-        want_stats = ti.convert_state_dict(want_state, name, num_classes=_CLASSES, dtype=np.float64)["batch_stats"]
+        want_grads = ti.convert_state_dict(want_grads_sd, name, num_classes=_CLASSES, dtype=np.float64)[
+            "params"
+        ]
+        want_stats = ti.convert_state_dict(want_state, name, num_classes=_CLASSES, dtype=np.float64)[
+            "batch_stats"
+        ]
         x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
         cot = jnp.asarray(cotangent)
         assert x_nhwc.dtype == jnp.float64 and jax.tree.leaves(variables)[0].dtype == jnp.float64

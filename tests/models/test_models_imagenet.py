@@ -54,7 +54,9 @@ def _trace_init(model, side):
         if context.method_name == "__call__" and isinstance(module, (nn.Conv, Linear)):
             layers.append(("/".join(module.path), module))
             if isinstance(module, nn.Conv):
-                per_output = int(np.prod(module.kernel_size)) * args[0].shape[-1] // module.feature_group_count
+                per_output = (
+                    int(np.prod(module.kernel_size)) * args[0].shape[-1] // module.feature_group_count
+                )
             else:
                 per_output = args[0].shape[-1]
             total[0] += int(np.prod(out.shape[1:])) * per_output
@@ -108,8 +110,12 @@ def test_output_and_feature_shapes(name):
     x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
     logits, feats = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
     assert logits.shape == (2, 10) and logits.dtype == jnp.float32
-    width = {"imagenet_resnet18": 512, "imagenet_resnet34": 512, "imagenet_mobilenet_v1": 1024,
-             "imagenet_mobilenet_v2": 1280}.get(name, 2048)
+    width = {
+        "imagenet_resnet18": 512,
+        "imagenet_resnet34": 512,
+        "imagenet_mobilenet_v1": 1024,
+        "imagenet_mobilenet_v2": 1280,
+    }.get(name, 2048)
     assert feats["pooled"].shape == (2, width)
     if "resnet" in name:
         stages = range(5)
@@ -195,5 +201,7 @@ def test_mask_keeps_padding_out_of_batchnorm_statistics(mobilenet_v1, rng):
 def test_rejects_channels_first_input():
     model = get_model("imagenet_mobilenet_v1", num_classes=10)
     with pytest.raises(ValueError, match="NHWC"):
-        jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
-                       jax.ShapeDtypeStruct((2, 3, 32, 32), jnp.float32))
+        jax.eval_shape(
+            lambda x: model.init(jax.random.key(0), x, train=False),
+            jax.ShapeDtypeStruct((2, 3, 32, 32), jnp.float32),
+        )

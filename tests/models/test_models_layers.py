@@ -43,8 +43,10 @@ def test_batchnorm_matches_torch_train_step_and_eval(rng):
     # init in train mode must not touch the running statistics
     np.testing.assert_array_equal(variables["batch_stats"]["mean"], np.zeros(3))
     np.testing.assert_array_equal(variables["batch_stats"]["var"], np.ones(3))
-    variables = {"params": {"scale": jnp.asarray(scale), "bias": jnp.asarray(bias)},
-                 "batch_stats": variables["batch_stats"]}
+    variables = {
+        "params": {"scale": jnp.asarray(scale), "bias": jnp.asarray(bias)},
+        "batch_stats": variables["batch_stats"],
+    }
     y, upd = bn.apply(variables, x, train=True, mutable=["batch_stats"])
     np.testing.assert_allclose(np.asarray(y), y_t, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(upd["batch_stats"]["mean"], tbn.running_mean.numpy(), rtol=1e-6, atol=1e-6)
@@ -88,8 +90,10 @@ def test_all_masked_is_finite_and_leaves_running_stats_unchanged(rng):
     x = rng.normal(size=(2, 3, 3, 2)).astype(np.float32)
     bn = layers.BatchNorm()
     variables = bn.init(jax.random.key(0), x, train=False)
-    variables = {"params": variables["params"],
-                 "batch_stats": {"mean": jnp.array([0.5, -1.0]), "var": jnp.array([2.0, 3.0])}}
+    variables = {
+        "params": variables["params"],
+        "batch_stats": {"mean": jnp.array([0.5, -1.0]), "var": jnp.array([2.0, 3.0])},
+    }
     y, upd = bn.apply(variables, x, train=True, mask=jnp.zeros(2, bool), mutable=["batch_stats"])
     assert bool(jnp.all(jnp.isfinite(y)))
     np.testing.assert_array_equal(upd["batch_stats"]["mean"], variables["batch_stats"]["mean"])
@@ -160,11 +164,16 @@ def test_conv_gradients_equal_lax(kernel, stride, padding, groups, rng):
     pads = ((padding, padding), (padding, padding))
 
     def loss(conv):
-        return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (stride, stride), pads, dimension_numbers=dn,
-                                                 feature_group_count=groups)))
+        return lambda x, w: jnp.sum(
+            jnp.sin(conv(x, w, (stride, stride), pads, dimension_numbers=dn, feature_group_count=groups))
+        )
 
-    both = jax.jit(lambda x, w: (jax.value_and_grad(loss(layers.conv_general_dilated), (0, 1))(x, w),
-                                 jax.value_and_grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w)))
+    both = jax.jit(
+        lambda x, w: (
+            jax.value_and_grad(loss(layers.conv_general_dilated), (0, 1))(x, w),
+            jax.value_and_grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w),
+        )
+    )
     (v1, (dx1, dw1)), (v2, (dx2, dw2)) = both(x, w)
     np.testing.assert_allclose(v1, v2, rtol=1e-6)
     np.testing.assert_allclose(dx1, dx2, rtol=1e-5, atol=1e-5)
@@ -184,12 +193,16 @@ def test_conv_kernel_gradient_under_shard_map_equals_lax(rng):
     def grads(conv):
         @partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P()), out_specs=P())
         def per_device(xs, w):
-            g = jax.grad(lambda w: jnp.sum(jnp.sin(conv(xs, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn))))(w)
+            g = jax.grad(
+                lambda w: jnp.sum(jnp.sin(conv(xs, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)))
+            )(w)
             return g
 
         return per_device
 
-    both = jax.jit(lambda x, w: (grads(layers.conv_general_dilated)(x, w), grads(jax.lax.conv_general_dilated)(x, w)))
+    both = jax.jit(
+        lambda x, w: (grads(layers.conv_general_dilated)(x, w), grads(jax.lax.conv_general_dilated)(x, w))
+    )
     g_fast, g_lax = both(x, w)
     np.testing.assert_allclose(np.asarray(g_fast), np.asarray(g_lax), rtol=1e-5, atol=1e-5)
 
@@ -202,8 +215,12 @@ def test_conv_kernel_gradient_keeps_float64(rng):
         dn = ("NHWC", "HWIO", "NHWC")
 
         def kernel_grad(conv):
-            return jax.grad(lambda w: jnp.sum(jnp.sin(conv(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn))))(w)
+            return jax.grad(
+                lambda w: jnp.sum(jnp.sin(conv(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn)))
+            )(w)
 
-        fast, native = jax.jit(lambda: (kernel_grad(layers.conv_general_dilated), kernel_grad(jax.lax.conv_general_dilated)))()
+        fast, native = jax.jit(
+            lambda: (kernel_grad(layers.conv_general_dilated), kernel_grad(jax.lax.conv_general_dilated))
+        )()
         assert fast.dtype == jnp.float64
         np.testing.assert_allclose(np.asarray(fast), np.asarray(native), rtol=1e-12, atol=1e-12)

@@ -134,14 +134,19 @@ def test_key_and_shape_problems_are_all_listed(rng, tmp_path):
     assert sorted(err.unexpected) == ["layer1.0.conv1.weihgt", "projector.weight"]
     assert len(err.missing) == 2
     assert err.missing[0].startswith("layer1.0.conv1.weight (flax params/layer1_0/conv1/kernel")
-    assert err.missing[1].startswith("layer3.0.downsample.1.running_var (flax batch_stats/layer3_0/downsample_1/var")
+    assert err.missing[1].startswith(
+        "layer3.0.downsample.1.running_var (flax batch_stats/layer3_0/downsample_1/var"
+    )
     assert sorted(k for k, _, _ in err.mismatched) == ["fc.weight", "layer2.0.conv2.weight"]
     assert ("fc.weight", (10, 64), (100, 64)) in err.mismatched
     assert ("layer2.0.conv2.weight", (3, 3, 32, 32), (32, 32, 3, 3)) in err.mismatched
     msg = str(err)
     assert "(6 problems;" in msg
-    for needle in ("missing key: layer1.0.conv1.weight", "unexpected key: projector.weight",
-                   "wrong shape: fc.weight is (10, 64), expected (100, 64)"):
+    for needle in (
+        "missing key: layer1.0.conv1.weight",
+        "unexpected key: projector.weight",
+        "wrong shape: fc.weight is (10, 64), expected (100, 64)",
+    ):
         assert needle in msg
 
 
@@ -175,7 +180,9 @@ def test_state_dict_variants(rng, tmp_path):
     got = ti.load_torch_checkpoint(tmp_path / "dp.pth", "resnet8", num_classes=100)
     jax.tree.map(np.testing.assert_array_equal, got, want)
     # Half-precision tensors are widened to float32.
-    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}}, tmp_path / "h.pth")
+    torch.save(
+        {"model": {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}}, tmp_path / "h.pth"
+    )
     half = ti.load_torch_checkpoint(tmp_path / "h.pth", "resnet8", num_classes=100)
     assert all(a.dtype == np.float32 for a in jax.tree.leaves(half))
     torch.save({"epoch": 3}, tmp_path / "none.pth")
@@ -197,7 +204,9 @@ def test_cli_writes_a_teacher_dir_that_reads_back(rng, tmp_path, capsys):
     assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     assert "resnet8" in capsys.readouterr().out
     meta = json.loads((out / ti.TEACHER_METADATA_FILE).read_text())
-    assert meta["arch"] == "resnet8" and meta["num_classes"] == 100 and meta["source"] == os.path.abspath(ckpt)
+    assert (
+        meta["arch"] == "resnet8" and meta["num_classes"] == 100 and meta["source"] == os.path.abspath(ckpt)
+    )
     arch, num_classes, variables = ti.load_teacher_dir(out)
     assert (arch, num_classes) == ("resnet8", 100)
     want = ti.convert_state_dict(sd, "resnet8", num_classes=100)
@@ -207,8 +216,21 @@ def test_cli_writes_a_teacher_dir_that_reads_back(rng, tmp_path, capsys):
     assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out)]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out), "--overwrite"]) == 0
-    assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"),
-                    "--num-classes", "10"]) == 1
+    assert (
+        ti.main(
+            [
+                "--arch",
+                "resnet8",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "o2"),
+                "--num-classes",
+                "10",
+            ]
+        )
+        == 1
+    )
     assert "wrong shape: fc.weight is (100, 64), expected (10, 64)" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a teacher directory"):
         ti.load_teacher_dir(tmp_path)

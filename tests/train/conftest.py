@@ -31,6 +31,7 @@ def tiny_run(digits_data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("tiny_run") / "run")
     return {**loop.run(config, workdir), "workdir": workdir}
 
+
 @pytest.fixture
 def collect_orbax_leftovers():
     """Collects, after the test, what orbax's readers of a corrupt checkpoint leave behind.

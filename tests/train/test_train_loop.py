@@ -14,8 +14,9 @@ from sld_jax.train.teacher import TeacherMismatchError
 
 def tiny(method, *, data_dir, teacher=None, epochs=2, limit=128, **overrides):
     """A digits config shrunk to a few steps: resnet_tiny, 128 examples, batch 32."""
-    c = configs_lib.digits_config(method, "resnet_tiny" if method != "vanilla" else None,
-                                  "resnet_tiny", num_epochs=epochs)
+    c = configs_lib.digits_config(
+        method, "resnet_tiny" if method != "vanilla" else None, "resnet_tiny", num_epochs=epochs
+    )
     c.dataset.data_dir = data_dir
     c.dataset.limit_train = limit
     c.dataset.limit_test = 64
@@ -59,8 +60,8 @@ def test_vanilla_run_learns_and_writes_outputs(teacher_run):
     for name in ("config.json", "metrics.jsonl", "summary.md", "accuracy.png"):
         assert os.path.exists(os.path.join(workdir, name)), name
     assert os.listdir(os.path.join(workdir, "tensorboard"))
-    lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-    assert [l["epoch"] for l in lines] == [1, 2, 3, 4] and "test_top1" in lines[0]
+    lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4] and "test_top1" in lines[0]
     assert result["compiled_variants"] == {False: 1}
 
 
@@ -72,28 +73,32 @@ def test_sld_resume_is_bit_identical_and_compiles_two_variants(teacher_run, digi
     assert full["history"][0]["teacher_swap_fraction"] >= 0.0
     assert "teacher_student_agreement" in full["history"][0]
 
-    stopped = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, max_steps=3),
-                       str(tmp_path / "resumed"))
+    stopped = loop.run(
+        tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, max_steps=3), str(tmp_path / "resumed")
+    )
     assert int(stopped["state"].step) == 3 and not stopped["history"]
-    resumed = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir),
-                       str(tmp_path / "resumed"))
+    resumed = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir), str(tmp_path / "resumed"))
     assert int(resumed["state"].step) == int(full["state"].step) == 8
     assert_trees_equal(params_of(resumed), params_of(full))
-    assert_trees_equal(jax.device_get(resumed["state"].batch_stats),
-                       jax.device_get(full["state"].batch_stats))
+    assert_trees_equal(
+        jax.device_get(resumed["state"].batch_stats), jax.device_get(full["state"].batch_stats)
+    )
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    np.testing.assert_allclose(resumed["history"][0]["train_loss"], full["history"][0]["train_loss"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        resumed["history"][0]["train_loss"], full["history"][0]["train_loss"], rtol=1e-6
+    )
 
 
 def test_one_and_four_devices_give_the_same_parameters(digits_data_dir, tmp_path):
     results = []
     for n in (1, 4):
-        c = tiny("vanilla", data_dir=digits_data_dir, max_steps=3, sync_batchnorm=True,
-                 num_devices=n)
+        c = tiny("vanilla", data_dir=digits_data_dir, max_steps=3, sync_batchnorm=True, num_devices=n)
         results.append(loop.run(c, str(tmp_path / f"dev{n}")))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-                 params_of(results[0]), params_of(results[1]))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+        params_of(results[0]),
+        params_of(results[1]),
+    )
 
 
 def test_teacher_mismatch_is_reported_before_training(teacher_run, digits_data_dir, tmp_path):

@@ -53,12 +53,29 @@ OVERRIDES = {"dataset.limit_train": 32 * STEPS}  # one epoch of 3 steps of globa
 
 
 def run_two_processes(workdir, data_dir, log_dir):
-    cmd = ["bash", SCRIPT, "2", "2", "--config", f"{TINY_CONFIG}:1",
-           f"--config.dataset.data_dir={data_dir}", "--config.num_devices=0",
-           *[f"--config.{k}={v}" for k, v in OVERRIDES.items()], "--workdir", workdir]
+    cmd = [
+        "bash",
+        SCRIPT,
+        "2",
+        "2",
+        "--config",
+        f"{TINY_CONFIG}:1",
+        f"--config.dataset.data_dir={data_dir}",
+        "--config.num_devices=0",
+        *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
+        "--workdir",
+        workdir,
+    ]
     env = dict(os.environ, LOG_DIR=log_dir, PYTHON=sys.executable)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -75,8 +92,7 @@ def run_two_processes(workdir, data_dir, log_dir):
 def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "two_processes")
     rc, out, logs = run_two_processes(workdir, digits_data_dir, str(tmp_path / "logs"))
-    assert rc == 0, (f"exit code {rc}\n--- process 0:\n{logs[0][-3000:]}\n"
-                     f"--- process 1:\n{logs[1][-3000:]}")
+    assert rc == 0, f"exit code {rc}\n--- process 0:\n{logs[0][-3000:]}\n--- process 1:\n{logs[1][-3000:]}"
 
     config = _tiny_config()
     config.dataset.data_dir = digits_data_dir
@@ -87,11 +103,11 @@ def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_
 
     # The checkpoint both processes wrote into the shared workdir restores here (another topology).
     variables, meta = ckpt_lib.load_run_variables(workdir, which="last")
-    expected = jax.device_get({"params": reference["state"].params,
-                               "batch_stats": reference["state"].batch_stats})
+    expected = jax.device_get(
+        {"params": reference["state"].params, "batch_stats": reference["state"].batch_stats}
+    )
     # Equal up to the summation order of the cross-process (gloo) all-reduce.
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 variables, expected)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), variables, expected)
     [record] = meta["history"]
     want = reference["history"][0]
     assert record["test_count"] == want["test_count"] == 64  # every test image once

@@ -48,9 +48,13 @@ def _load_tiny_config():
 # Orbax's readers of a corrupt checkpoint leave failed coroutines (and callbacks into a closed
 # event loop) behind; every test here collects them (tests/train/conftest.py) so that this noise is
 # reported, and ignored, here rather than in whichever test runs next.
-pytestmark = [pytest.mark.usefixtures("collect_orbax_leftovers"), pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. (<coroutine object _read_array_index|None)"
-    ":pytest.PytestUnraisableExceptionWarning")]
+pytestmark = [
+    pytest.mark.usefixtures("collect_orbax_leftovers"),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. (<coroutine object _read_array_index|None)"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
 
 TINY = _load_tiny_config()
 SPE = TINY.STEPS_PER_EPOCH
@@ -65,8 +69,16 @@ def tiny(data_dir):
 
 
 def cli_command(workdir, data_dir):
-    return [sys.executable, "-m", "sld_jax.cli", "--config", f"{TINY_CONFIG}:{EPOCHS}",
-            f"--config.dataset.data_dir={data_dir}", "--workdir", workdir]
+    return [
+        sys.executable,
+        "-m",
+        "sld_jax.cli",
+        "--config",
+        f"{TINY_CONFIG}:{EPOCHS}",
+        f"--config.dataset.data_dir={data_dir}",
+        "--workdir",
+        workdir,
+    ]
 
 
 def host(tree):
@@ -109,9 +121,14 @@ def unreadable_checkpoints(directory):
             try:
                 saved = manager.item_metadata(step)["state"]
                 target = jax.tree.map(
-                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
-                restored = manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved
+                )
+                restored = manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()
+                    ),
+                )
                 assert int(restored["state"]["step"]) == step
             except Exception as e:  # noqa: BLE001 - any failure is the finding
                 errors[step] = f"{type(e).__name__}: {e}"
@@ -130,8 +147,13 @@ class CliRun:
     def __init__(self, workdir, data_dir, *, signal_at, signum):
         self.lines = []
         self.signal_at, self.signum, self.signalled_at = signal_at, signum, None
-        self.proc = subprocess.Popen(cli_command(workdir, data_dir), cwd=REPO, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cli_command(workdir, data_dir),
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self._deadline = time.monotonic() + LAUNCH_TIMEOUT_S
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -154,8 +176,10 @@ class CliRun:
             pytest.fail(f"sld-train did not finish within {LAUNCH_TIMEOUT_S} s:\n{self.tail()}")
         rc = self.proc.wait(timeout=60)
         if self.signalled_at is None:
-            pytest.fail(f"the run ended (exit code {rc}) before step {self.signal_at}, so it was "
-                        f"never signalled:\n{self.tail()}")
+            pytest.fail(
+                f"the run ended (exit code {rc}) before step {self.signal_at}, so it was "
+                f"never signalled:\n{self.tail()}"
+            )
         return rc
 
     def kill(self):
@@ -197,7 +221,8 @@ def preempted(digits_data_dir, tmp_path_factory, request):
     stopped = re.search(r"stopped by SIGTERM after saving step (\d+)", first.output())
     assert term_rc == 0 and stopped, (
         f"SIGTERM at step {first.signalled_at}: exit code {term_rc}, expected 0 and a saved "
-        f"step:\n{first.tail()}")
+        f"step:\n{first.tail()}"
+    )
     stop = int(stopped[1])
     steps_after_term = checkpoint_steps(workdir)
     _, meta_after_term = ckpt_lib.load_run_variables(workdir, which="last")
@@ -211,13 +236,25 @@ def preempted(digits_data_dir, tmp_path_factory, request):
         second.kill()
     checkpoints = os.path.join(workdir, "checkpoints")
     return dict(
-        workdir=workdir, term_at=term_at, term_signalled_at=first.signalled_at, term_rc=term_rc,
-        stop=stop, term_output=first.output(), steps_after_term=steps_after_term,
-        meta_after_term=meta_after_term, kill_at=kill_at, killed_at=second.signalled_at,
-        kill_rc=kill_rc, kill_output=second.output(), steps_after_kill=checkpoint_steps(workdir),
+        workdir=workdir,
+        term_at=term_at,
+        term_signalled_at=first.signalled_at,
+        term_rc=term_rc,
+        stop=stop,
+        term_output=first.output(),
+        steps_after_term=steps_after_term,
+        meta_after_term=meta_after_term,
+        kill_at=kill_at,
+        killed_at=second.signalled_at,
+        kill_rc=kill_rc,
+        kill_output=second.output(),
+        steps_after_kill=checkpoint_steps(workdir),
         tmp_after_kill=[n for n in os.listdir(checkpoints) if ".orbax-checkpoint-tmp" in n],
-        unreadable_after_kill={**unreadable_checkpoints(checkpoints),
-                               **unreadable_checkpoints(os.path.join(workdir, "best"))})
+        unreadable_after_kill={
+            **unreadable_checkpoints(checkpoints),
+            **unreadable_checkpoints(os.path.join(workdir, "best")),
+        },
+    )
 
 
 def test_sigterm_finishes_the_step_saves_and_exits_zero(preempted):
@@ -233,23 +270,24 @@ def test_sigterm_finishes_the_step_saves_and_exits_zero(preempted):
 
 
 def test_rerun_resumes_from_the_sigterm_checkpoint(preempted):
-    assert f"resumed from step {preempted['stop']} " in preempted["kill_output"], (
-        preempted["kill_output"][-3000:])
+    assert f"resumed from step {preempted['stop']} " in preempted["kill_output"], preempted["kill_output"][
+        -3000:
+    ]
 
 
 def test_sigkill_leaves_only_complete_readable_checkpoints(preempted):
     p = preempted
     assert p["kill_rc"] == -signal.SIGKILL, (
         f"expected the run to be killed at step >= {p['kill_at']}, exit code {p['kill_rc']}:\n"
-        f"{p['kill_output'][-3000:]}")
+        f"{p['kill_output'][-3000:]}"
+    )
     # Every checkpoint the killed run left (in checkpoints/ and best/) restores completely; a
     # save cut short can only leave a *.orbax-checkpoint-tmp-* directory, which is not a step.
     assert p["unreadable_after_kill"] == {}
     assert p["stop"] <= p["steps_after_kill"][-1] < TOTAL_STEPS, p
 
 
-def test_resume_after_sigkill_equals_the_uninterrupted_run(preempted, reference, digits_data_dir,
-                                                           caplog):
+def test_resume_after_sigkill_equals_the_uninterrupted_run(preempted, reference, digits_data_dir, caplog):
     last_saved = preempted["steps_after_kill"][-1]
     with caplog.at_level(logging.INFO, logger="sld_jax"):
         result = loop.run(tiny(digits_data_dir), preempted["workdir"])
@@ -259,6 +297,7 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(preempted, reference,
 
 
 # --- corrupt, partial and leftover checkpoints --------------------------------------------------
+
 
 def _rewrite(path, fn):
     with open(path, "rb") as f:
@@ -275,7 +314,7 @@ def _array_files(step_dir):
 
 def _truncate_arrays(step_dir):
     for path in _array_files(step_dir):
-        _rewrite(path, lambda b: b[:len(b) // 2])
+        _rewrite(path, lambda b: b[: len(b) // 2])
 
 
 def _overwrite_arrays(step_dir):
@@ -285,7 +324,7 @@ def _overwrite_arrays(step_dir):
 
 
 def _cut_metadata_json(step_dir):
-    _rewrite(os.path.join(step_dir, "metadata", "metadata"), lambda b: b[:len(b) // 2])
+    _rewrite(os.path.join(step_dir, "metadata", "metadata"), lambda b: b[: len(b) // 2])
 
 
 def _remove_state(step_dir):
@@ -328,7 +367,8 @@ def test_unreadable_latest_checkpoint_warns_and_falls_back(reference, corruption
 
 
 def test_resume_past_a_corrupt_latest_checkpoint_equals_the_uninterrupted_run(
-        reference, digits_data_dir, tmp_path):
+    reference, digits_data_dir, tmp_path
+):
     workdir = _copy_run(reference, tmp_path)
     _truncate_arrays(os.path.join(workdir, "checkpoints", str(TOTAL_STEPS)))
     with pytest.warns(RuntimeWarning, match="falling back to the previous checkpoint"):
@@ -340,8 +380,9 @@ def test_resume_past_a_corrupt_latest_checkpoint_equals_the_uninterrupted_run(
 def test_leftover_temporary_checkpoint_directory_is_ignored(reference, tmp_path):
     workdir = _copy_run(reference, tmp_path)
     # What a save interrupted by a crash leaves: a half-written directory under a temporary name.
-    leftover = os.path.join(workdir, "checkpoints",
-                            f"{TOTAL_STEPS + SPE}.orbax-checkpoint-tmp-1764000000000000")
+    leftover = os.path.join(
+        workdir, "checkpoints", f"{TOTAL_STEPS + SPE}.orbax-checkpoint-tmp-1764000000000000"
+    )
     shutil.copytree(os.path.join(workdir, "checkpoints", str(TOTAL_STEPS)), leftover)
     _truncate_arrays(leftover)
     # A reader (sld-eval, a student loading its teacher) skips it and leaves it alone: it may be
@@ -363,12 +404,12 @@ def test_leftover_temporary_checkpoint_directory_is_ignored(reference, tmp_path)
 
 # --- unwritable workdirs and failed saves -------------------------------------------------------
 
+
 def _no_data(*args, **kwargs):
     raise AssertionError("the dataset was opened before the workdir was checked")
 
 
-def test_workdir_under_a_regular_file_fails_before_training(digits_data_dir, tmp_path,
-                                                            monkeypatch):
+def test_workdir_under_a_regular_file_fails_before_training(digits_data_dir, tmp_path, monkeypatch):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     monkeypatch.setattr(loop, "open_datasets", _no_data)
@@ -386,8 +427,7 @@ def test_full_disk_at_start_fails_before_training(digits_data_dir, tmp_path, mon
         loop.run(tiny(digits_data_dir), str(tmp_path / "run"))
 
 
-def test_failed_save_mid_run_keeps_the_previous_checkpoint(reference, digits_data_dir, tmp_path,
-                                                           monkeypatch):
+def test_failed_save_mid_run_keeps_the_previous_checkpoint(reference, digits_data_dir, tmp_path, monkeypatch):
     fail_at = 3 * SPE
     real_save = ocp.CheckpointManager.save
 
@@ -403,9 +443,11 @@ def test_failed_save_mid_run_keeps_the_previous_checkpoint(reference, digits_dat
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", save_on_a_full_disk)
     workdir = str(tmp_path / "run")
-    with pytest.raises(ckpt_lib.CheckpointError,
-                       match=rf"step {fail_at} .*No space left on device.*previous checkpoint "
-                             rf"\(step {fail_at - SPE}\) is intact"):
+    with pytest.raises(
+        ckpt_lib.CheckpointError,
+        match=rf"step {fail_at} .*No space left on device.*previous checkpoint "
+        rf"\(step {fail_at - SPE}\) is intact",
+    ):
         loop.run(tiny(digits_data_dir), workdir)
     monkeypatch.undo()
 

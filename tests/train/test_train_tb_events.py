@@ -15,8 +15,7 @@ def test_scalars_read_back_with_tensorflow(tmp_path):
     events = list(tf.compat.v1.train.summary_iterator(writer.path))
     assert events[0].file_version == "brain.Event:2"
     got = [(e.step, [(v.tag, v.simple_value) for v in e.summary.value]) for e in events[1:]]
-    assert got == [(3, [("train_loss", 1.5), ("test_top1", 0.25)]),
-                   (2**40, [("lr", pytest.approx(0.1))])]
+    assert got == [(3, [("train_loss", 1.5), ("test_top1", 0.25)]), (2**40, [("lr", pytest.approx(0.1))])]
 
 
 def test_crc32c_and_varints():

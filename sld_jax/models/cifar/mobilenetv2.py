@@ -28,7 +28,13 @@ __all__ = ["InvertedResidual", "MobileNetV2Cifar", "mobilenetv2_half"]
 
 # (expansion, channels, blocks, first stride) of each stage at width 1; "T" is the expansion field.
 _SETTING = (
-    (1, 16, 1, 1), ("T", 24, 2, 1), ("T", 32, 3, 2), ("T", 64, 4, 2), ("T", 96, 3, 1), ("T", 160, 3, 2), ("T", 320, 1, 1),
+    (1, 16, 1, 1),
+    ("T", 24, 2, 1),
+    ("T", 32, 3, 2),
+    ("T", 64, 4, 2),
+    ("T", 96, 3, 1),
+    ("T", 160, 3, 2),
+    ("T", 320, 1, 1),
 )
 
 
@@ -108,8 +114,14 @@ class MobileNetV2Cifar(nn.Module):
             cout = int(c * self.width_mult)
             for i in range(n):
                 x = InvertedResidual(
-                    cin, cout, stride if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad, name=f"blocks_{s}_{i}",
+                    cin,
+                    cout,
+                    stride if i == 0 else 1,
+                    t,
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
+                    name=f"blocks_{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = cout
             if s in exposed:

@@ -82,11 +82,15 @@ class CifarResNet(nn.Module):
         conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         if self.block == "basic":
             if (self.depth - 2) % 6:
-                raise ValueError(f"a basic-block CIFAR ResNet needs depth 6n+2 (20, 32, 56, ...), got {self.depth}.")
+                raise ValueError(
+                    f"a basic-block CIFAR ResNet needs depth 6n+2 (20, 32, 56, ...), got {self.depth}."
+                )
             n, block = (self.depth - 2) // 6, BasicBlock
         elif self.block == "bottleneck":
             if (self.depth - 2) % 9:
-                raise ValueError(f"a bottleneck CIFAR ResNet needs depth 9n+2 (29, 56, ...), got {self.depth}.")
+                raise ValueError(
+                    f"a bottleneck CIFAR ResNet needs depth 9n+2 (29, 56, ...), got {self.depth}."
+                )
             n, block = (self.depth - 2) // 9, Bottleneck
         else:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}.")
@@ -96,7 +100,9 @@ class CifarResNet(nn.Module):
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
         x = conv(self.widths[0], 3, padding=1, name="conv1")(x)
-        x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
+        x = nn.relu(
+            BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
+        )
         feats["stage0"] = feats["stage0_preact"] = x
         cin = self.widths[0]
         for s, (planes, stride) in enumerate(zip(self.widths[1:], (1, 2, 2)), start=1):
@@ -104,8 +110,13 @@ class CifarResNet(nn.Module):
                 st = stride if i == 0 else 1
                 down = i == 0 and (st != 1 or cin != planes * block.expansion)
                 x, preact = block(
-                    planes, st, down, dtype=self.dtype, axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad, name=f"layer{s}_{i}",
+                    planes,
+                    st,
+                    down,
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
+                    name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes * block.expansion
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact

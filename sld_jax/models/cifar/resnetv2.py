@@ -64,16 +64,26 @@ class ResNetV2(nn.Module):
         feats: dict[str, Array] = {}
         x = x.astype(self.dtype)
         x = conv(64, 3, padding=1, name="conv1")(x)
-        x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
+        x = nn.relu(
+            BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
+        )
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 64
-        for s, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), self.stage_sizes, (1, 2, 2, 2)), start=1):
+        for s, (planes, n, stride) in enumerate(
+            zip((64, 128, 256, 512), self.stage_sizes, (1, 2, 2, 2)), start=1
+        ):
             for i in range(n):
                 st = stride if i == 0 else 1
                 project = st != 1 or cin != planes * self.block.expansion
                 x, preact = self.block(
-                    planes, st, project, "shortcut", dtype=self.dtype, axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad, name=f"layer{s}_{i}",
+                    planes,
+                    st,
+                    project,
+                    "shortcut",
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
+                    name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes * self.block.expansion
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact

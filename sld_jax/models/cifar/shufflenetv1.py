@@ -80,7 +80,10 @@ class ShuffleV1Bottleneck(nn.Module):
         """Apply the unit; returns ``(output, preact)`` in ``dtype``."""
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         conv = functools.partial(
-            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=torch_default_kernel_init
+            conv2d,
+            dtype=self.dtype,
+            fast_kernel_grad=self.fast_kernel_grad,
+            kernel_init=torch_default_kernel_init,
         )
         mid = int(self.out_planes / 4)
         g = 1 if self.in_planes == 24 else self.groups
@@ -134,7 +137,9 @@ class ShuffleNetV1(nn.Module):
         x = x.astype(self.dtype)
         conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
         x = conv(24, 1, kernel_init=torch_default_kernel_init, name="conv1")(x)
-        x = nn.relu(BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask))
+        x = nn.relu(
+            BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
+        )
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 24
         for s, (planes, n) in enumerate(zip(self.out_planes, self.num_blocks), start=1):
@@ -145,7 +150,8 @@ class ShuffleNetV1(nn.Module):
                     2 if i == 0 else 1,
                     self.groups,
                     dtype=self.dtype,
-                    axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
                     name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes

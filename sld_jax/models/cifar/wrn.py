@@ -89,7 +89,8 @@ class NetworkBlock(nn.Module):
                 self.stride if i == 0 else 1,
                 bn1_twice=self.first_bn1_twice and i == 0,
                 dtype=self.dtype,
-                axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
+                axis_name=self.axis_name,
+                fast_kernel_grad=self.fast_kernel_grad,
                 name=f"layer_{i}",
             )(x, train=train, mask=mask)
             if i == 0:
@@ -152,7 +153,8 @@ class WideResNet(nn.Module):
                 stride,
                 first_bn1_twice=self.preact_bn_twice and s > 1,
                 dtype=self.dtype,
-                axis_name=self.axis_name, fast_kernel_grad=self.fast_kernel_grad,
+                axis_name=self.axis_name,
+                fast_kernel_grad=self.fast_kernel_grad,
                 name=f"block{s}",
             )(x, train=train, mask=mask)
             stage_inputs_normed.append(normed)
@@ -165,7 +167,9 @@ class WideResNet(nn.Module):
         feats["stage1_preact"], feats["stage2_preact"] = stage_inputs_normed[1], stage_inputs_normed[2]
         feats["stage3_preact"] = normed
         feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, bias_init=nn.initializers.zeros, name="fc")(pooled)
+        logits = Linear(self.num_classes, dtype=self.dtype, bias_init=nn.initializers.zeros, name="fc")(
+            pooled
+        )
         return logits.astype(jnp.float32), feats
 
 

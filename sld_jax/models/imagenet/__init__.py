@@ -20,7 +20,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from sld_jax.models.imagenet.mobilenet import InvertedResidual, MobileNetV1, MobileNetV2
-from sld_jax.models.imagenet.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101
+from sld_jax.models.imagenet.resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+)
 
 __all__ = [
     "IMAGENET_MODELS",

@@ -82,7 +82,10 @@ class MobileNetV1(nn.Module):
         """Forward pass; see the class docstring for shapes."""
         check_images(x, "MobileNetV1")
         conv = functools.partial(
-            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=torch_default_kernel_init
+            conv2d,
+            dtype=self.dtype,
+            fast_kernel_grad=self.fast_kernel_grad,
+            kernel_init=torch_default_kernel_init,
         )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
@@ -131,7 +134,10 @@ class InvertedResidual(nn.Module):
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the block; see the class docstring for shapes."""
         conv = functools.partial(
-            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=kaiming_normal_fan_out
+            conv2d,
+            dtype=self.dtype,
+            fast_kernel_grad=self.fast_kernel_grad,
+            kernel_init=kaiming_normal_fan_out,
         )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         hidden = int(round(self.cin * self.expand_ratio))
@@ -195,7 +201,10 @@ class MobileNetV2(nn.Module):
         """Forward pass; see the class docstring for shapes."""
         check_images(x, "MobileNetV2")
         conv = functools.partial(
-            conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad, kernel_init=kaiming_normal_fan_out
+            conv2d,
+            dtype=self.dtype,
+            fast_kernel_grad=self.fast_kernel_grad,
+            kernel_init=kaiming_normal_fan_out,
         )
         bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
         feats: dict[str, Array] = {}
@@ -208,8 +217,14 @@ class MobileNetV2(nn.Module):
             cout = _make_divisible(c)
             for i in range(n):
                 block = InvertedResidual(
-                    cin, cout, s if i == 0 else 1, t, dtype=self.dtype, axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad, name=f"features_{idx}",
+                    cin,
+                    cout,
+                    s if i == 0 else 1,
+                    t,
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
+                    name=f"features_{idx}",
                 )
                 x = block(x, train=train, mask=mask)
                 if idx in _V2_STAGE_ENDS:

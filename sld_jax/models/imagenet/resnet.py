@@ -76,8 +76,13 @@ class ResNet(nn.Module):
                 s = stride if j == 0 else 1
                 down = j == 0 and (s != 1 or cin != planes * self.block.expansion)
                 x, preact = self.block(
-                    planes, s, down, dtype=self.dtype, axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad, name=f"layer{i}_{j}",
+                    planes,
+                    s,
+                    down,
+                    dtype=self.dtype,
+                    axis_name=self.axis_name,
+                    fast_kernel_grad=self.fast_kernel_grad,
+                    name=f"layer{i}_{j}",
                 )(x, train=train, mask=mask)
                 cin = planes * self.block.expansion
             feats[f"stage{i}_preact"], feats[f"stage{i}"] = preact, x
