@@ -129,16 +129,20 @@ def train_step(
     total = jax.lax.psum(count, DATA_AXIS)
     share = count / jnp.maximum(total, 1.0)
 
+    device_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(DATA_AXIS))
+    dropout_keys = [jax.random.fold_in(device_rng, 1 + i) for i in range(len(views))]
+
     def loss_fn(params):
         batch_stats = state.batch_stats
         student_logits, student_embeddings = [], []
-        for view in views:  # separate passes: BN statistics per view, running stats weak then strong
+        for i, view in enumerate(views):  # separate passes: BN statistics per view, weak then strong
             (logits, features), updates = cfg.student.apply(
                 {"params": params, "batch_stats": batch_stats},
                 view,
                 train=True,
                 mask=mask,
                 mutable=["batch_stats"],
+                rngs={"dropout": dropout_keys[i]},  # used by models with dropout only
             )
             batch_stats = updates["batch_stats"]
             student_logits.append(logits)

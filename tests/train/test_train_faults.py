@@ -33,10 +33,11 @@ from sld_jax.train.state import create_train_state, pytorch_sgd
 HERE = pathlib.Path(__file__).resolve().parent
 TINY_CONFIG = HERE / "train_tiny_config.py"
 
-# Orbax readers of a corrupt checkpoint leave failed coroutines behind: collected after every
-# test (tests/train/conftest.py), their warnings are ignored here.
+# Orbax readers of a corrupt checkpoint leave failed coroutines behind: collected after each test
+# that reads one (``collect_orbax_leftovers`` in tests/train/conftest.py: a full garbage collection,
+# so only where needed), their warnings are ignored here.
+READS_CORRUPT_CHECKPOINTS = pytest.mark.usefixtures("collect_orbax_leftovers")
 pytestmark = [
-    pytest.mark.usefixtures("collect_orbax_leftovers"),
     pytest.mark.filterwarnings(
         "ignore:Exception ignored in. (<coroutine object _read_array_index|None)"
         ":pytest.PytestUnraisableExceptionWarning"
@@ -136,6 +137,7 @@ CHECKPOINT_FILES = {
 MUST_DETECT = {"run metadata JSON", "array data", "b-tree node", "tree metadata"}
 
 
+@READS_CORRUPT_CHECKPOINTS
 @pytest.mark.parametrize("kind", list(CHECKPOINT_FILES))
 def test_random_bytes_in_any_checkpoint_file_never_restore_silently(saved, kind, tmp_path):
     workdir = _copy(saved, tmp_path)
@@ -159,6 +161,7 @@ def test_random_bytes_in_any_checkpoint_file_never_restore_silently(saved, kind,
         assert step == 1
 
 
+@READS_CORRUPT_CHECKPOINTS
 def test_edited_metadata_values_and_nonfinite_arrays_fail_verification(saved, tmp_path):
     workdir = _copy(saved, tmp_path)
     path = pathlib.Path(workdir, "checkpoints", "2", "metadata", "metadata")
@@ -190,6 +193,7 @@ def test_edited_metadata_values_and_nonfinite_arrays_fail_verification(saved, tm
     _assert_same(state, saved[1][1])
 
 
+@READS_CORRUPT_CHECKPOINTS
 def test_readers_verify_and_sld_eval_refuses_a_failing_checkpoint(saved, tmp_path):
     workdir = _copy(saved, tmp_path)
     _scribble(
@@ -494,6 +498,7 @@ def test_a_second_run_or_a_changed_config_cannot_touch_a_run(trained, digits_dat
     assert len(result["history"]) == 4
 
 
+@READS_CORRUPT_CHECKPOINTS
 def test_sld_eval_refuses_a_corrupt_checkpoint_and_a_foreign_config(
     trained, digits_data_dir, tmp_path, capsys, monkeypatch
 ):
