@@ -45,6 +45,7 @@ __all__ = [
     "check_name",
     "get_model",
     "init_variables",
+    "variables_mismatch",
     "count_params",
     "count_macs",
     "summarize",
@@ -122,6 +123,51 @@ def init_variables(model: nn.Module, rng: jax.Array, *, image_size: int) -> dict
     lowered = jax.jit(lambda key, x: model.init(key, x, train=False)).lower(rng, dummy)
     compiled = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
     return dict(compiled(rng, jnp.zeros(dummy.shape, dummy.dtype)))
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def variables_mismatch(variables: Any, model: nn.Module, *, image_size: int) -> str:
+    """How ``variables`` differ from ``model``'s in names and shapes ("" when they fit).
+
+    The one check of a checkpoint or a teacher against an architecture (nothing is computed:
+    the expected shapes come from ``jax.eval_shape`` of ``model.init``).
+
+    Args:
+      variables: a ``{"params", "batch_stats"}`` tree of arrays (anything with ``.shape``).
+      model: the zoo model the variables should fit.
+      image_size: the input side used to trace the model.
+
+    Returns:
+      ``""`` when names and shapes match, else a short description (missing, unexpected and
+      mis-shaped entries, at most five of each).
+
+    >>> m = get_model("resnet_tiny", num_classes=10)
+    >>> v = init_variables(m, jax.random.PRNGKey(0), image_size=16)
+    >>> variables_mismatch(v, m, image_size=16), variables_mismatch(v, get_model("resnet_tiny", num_classes=3), image_size=16)[:13]
+    ('', 'wrong shape [')
+    """
+    expected = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)), train=False)
+    )
+    got, want = _shapes(variables), _shapes(dict(expected))
+    if got == want:
+        return ""
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    return "; ".join(
+        part
+        for part in (
+            f"missing {missing[:5]}" if missing else "",
+            f"unexpected {extra[:5]}" if extra else "",
+            "wrong shape " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5]) if wrong else "",
+        )
+        if part
+    )
 
 
 def count_params(params: Any) -> int:

@@ -461,16 +461,13 @@ def load_teacher_dir(directory: str | os.PathLike) -> tuple[str, int, dict[str, 
     target = jax.tree.map(lambda s: np.zeros(s.shape, np.float32), expected)
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(var_dir, target)
-    flat_want = traverse_util.flatten_dict(target)
-    flat_got = traverse_util.flatten_dict(restored)
-    bad = [
-        f"{'/'.join(k)}: {tuple(np.shape(flat_got.get(k)))} vs {v.shape}"
-        for k, v in flat_want.items()
-        if k not in flat_got or np.shape(flat_got[k]) != v.shape
-    ]
-    if bad or set(flat_got) != set(flat_want):
+    from sld_jax.models import get_model, variables_mismatch
+
+    restored = {"params": restored.get("params", {}), "batch_stats": restored.get("batch_stats", {})}
+    bad = variables_mismatch(restored, get_model(arch, num_classes=num_classes), image_size=_SHAPE_PROBE)
+    if bad:
         raise ValueError(
-            f"the variables in {var_dir!r} do not fit {arch!r} with num_classes={num_classes}: {bad[:8]}; "
+            f"the variables in {var_dir!r} do not fit {arch!r} with num_classes={num_classes}: {bad}; "
             "re-run sld-import-teacher."
         )
     variables = jax.tree.map(lambda a: np.asarray(a, np.float32), restored)

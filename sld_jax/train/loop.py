@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from sld_jax import models
 from sld_jax.errors import UserError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
@@ -31,7 +32,7 @@ from sld_jax.train import workdir as workdir_lib
 from sld_jax.train.data_io import open_datasets
 from sld_jax.train.mesh import mesh_for
 from sld_jax.train.step import compile_train_step
-from sld_jax.train.teacher import check_teacher_logits, variables_mismatch
+from sld_jax.train.teacher import check_teacher_logits
 
 log = logging.getLogger("sld_jax")
 
@@ -305,7 +306,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, which: str = "b
     mesh = mesh_for(config)
     variables, meta = ckpt_lib.load_run_variables(workdir, which=which, fallback=False)
     built = setup.build(config, mesh, train=False)
-    mismatch = variables_mismatch(variables, built.student, image_size=built.data.spec.image_size)
+    mismatch = models.variables_mismatch(variables, built.student, image_size=built.data.spec.image_size)
     if mismatch:
         raise ckpt_lib.CheckpointError(
             f"the checkpoint in {workdir} does not fit its config.json (model {config.model!r}, "

@@ -78,33 +78,6 @@ def check_teacher_logits(
         )
 
 
-def _shapes(tree) -> dict[str, tuple]:
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in flat}
-
-
-def variables_mismatch(variables: Any, model: Any, *, image_size: int) -> str:
-    """How ``variables`` differ from ``model``'s in names and shapes ("" when they fit)."""
-    expected = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)), train=False)
-    )
-    got, want = _shapes(variables), _shapes(dict(expected))
-    if got == want:
-        return ""
-    missing = sorted(set(want) - set(got))
-    extra = sorted(set(got) - set(want))
-    wrong = sorted(k for k in set(got) & set(want) if got[k] != want[k])
-    return "; ".join(
-        part
-        for part in (
-            f"missing {missing[:5]}" if missing else "",
-            f"unexpected {extra[:5]}" if extra else "",
-            "wrong shape " + ", ".join(f"{k}: {got[k]} vs {want[k]}" for k in wrong[:5]) if wrong else "",
-        )
-        if part
-    )
-
-
 def load_teacher(
     teacher_cfg: ml_collections.ConfigDict, *, num_classes: int, dtype: Any, image_size: int
 ) -> tuple[Any, dict]:
@@ -148,7 +121,7 @@ def load_teacher(
         raise TeacherMismatchError(
             f"the teacher in {path} has {saved_classes} classes but the dataset has {num_classes}."
         )
-    details = variables_mismatch(variables, model, image_size=image_size)
+    details = models.variables_mismatch(variables, model, image_size=image_size)
     if details:
         raise TeacherMismatchError(
             f"the teacher in {path} does not fit {arch} with {num_classes} classes ({details}); "
