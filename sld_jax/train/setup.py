@@ -52,8 +52,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 f"method {config.method!r} needs a teacher: set --config.teacher.checkpoint to a "
                 "vanilla run's workdir or an sld-import-teacher output directory."
             )
-    if config.batch_size <= 0 or config.num_epochs <= 0:
-        raise ValueError("batch_size and num_epochs must be positive.")
     if config.on_nonfinite not in ("stop", "skip"):
         raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}.")
     compute_dtype(config.compute_dtype)
