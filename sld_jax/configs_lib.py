@@ -86,6 +86,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.name = "run"
     # Seed of parameter init, data order and augmentation (the reference has none).
     c.seed = 0
+    # Seeds trained at once (seed, seed + 1, ...): each its own init, data order and augmentation,
+    # as separate runs would; summaries report mean ± std over them.
+    c.num_seeds = 1
+    # How the seed axis is computed: "auto" (per backend: "unroll" on CPU, "vmap" elsewhere),
+    # "vmap" (one batched program) or "unroll" (one copy of the step per seed in one program).
+    c.seed_axis = "auto"
+    # All seeds see the same batches and views (those of `seed`), so the teacher runs once per
+    # step; the seeds then differ only in their initialisation (and dropout).
+    c.seed_axis_shares_data = False
+    # Optimiser steps per compiled call (a lax.scan over a stack of batches); None: the backend's
+    # default (1 on CPU, 8 elsewhere).
+    c.steps_per_dispatch = ml_collections.config_dict.placeholder(int)
+    # Where the train split lives: "auto" (on the devices when held in memory and <= 2 GiB),
+    # "device" or "host" (batches assembled on the host each step; always for imagenet2012).
+    c.data_placement = "auto"
     # Dataset: "cifar100", "imagenet2012" or "digits" (offline, embedded).
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "cifar100"

@@ -191,14 +191,19 @@ def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
 
 
-def load_run_variables(workdir: str, *, which: str = "best", fallback: bool = True) -> tuple[dict, dict]:
+def load_run_variables(
+    workdir: str, *, which: str = "best", fallback: bool = True, seed_index: int | None = 0
+) -> tuple[dict, dict]:
     """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
 
     Args:
       workdir: a ``sld-train`` workdir.
-      which: "best" (the best test top-1) or "last"; "best" falls back to "last" if absent.
+      which: "best" (the best mean test top-1 over the run's seeds) or "last"; "best" falls back
+        to "last" if absent.
       fallback: on a checkpoint that fails to load or verify, warn and try the previous one;
         False (``sld-eval``): raise instead, so that no other checkpoint is evaluated silently.
+      seed_index: which of the run's seeds (0: its first seed, ``config.seed``); None: all of
+        them, stacked on a leading seed axis (also for runs saved before the seed axis existed).
 
     Raises:
       CheckpointError: no readable checkpoint, or (``fallback=False``) the newest one fails.
@@ -238,8 +243,23 @@ def load_run_variables(workdir: str, *, which: str = "best", fallback: bool = Tr
                     continue
                 state = jax.device_get(state)
                 variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
-                return variables, metadata
+                return _select_seed(variables, metadata, seed_index, where=directory), metadata
     raise CheckpointError(
         f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
         "teacher first with a vanilla config or import one with sld-import-teacher."
     )
+
+
+def _select_seed(variables: dict, metadata: dict, seed_index: int | None, *, where: str) -> dict:
+    """One seed's variables (``seed_index``) or all of them on a leading axis (None)."""
+    num_seeds = metadata.get("num_seeds")
+    if num_seeds is None:  # saved before the seed axis: one seed, no leading axis
+        return jax.tree.map(lambda x: x[None], variables) if seed_index is None else variables
+    if seed_index is None:
+        return variables
+    if not 0 <= seed_index < num_seeds:
+        raise CheckpointError(
+            f"seed index {seed_index} is out of range: the run in {where} trained {num_seeds} seeds "
+            f"(indices 0..{num_seeds - 1})."
+        )
+    return jax.tree.map(lambda x: x[seed_index], variables)

@@ -1,14 +1,21 @@
-"""The trainer's view of the data: one object with the spec, the train and the eval iterators."""
+"""The trainer's view of the data: one object with the spec, the train and the eval iterators,
+and the feeds of the compiled steps (stacks of batches or of example ids, one row per seed)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator
+import functools
+from typing import Any, Callable, Iterator, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
-from jax.sharding import Mesh
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from sld_jax.data import pipeline, sources
+from sld_jax.train.mesh import DATA_AXIS
 
 
 @dataclasses.dataclass
@@ -20,8 +27,10 @@ class RunData:
       num_train: number of training examples (every one is used each epoch).
       steps_per_epoch: training steps per epoch (the last batch partial, masked).
       host_crops: True when the host already cropped/flipped the views (ImageNet).
-      train_batches: ``(epoch=, start_step=) -> iterator`` of global batch dicts.
+      train_batches: ``(epoch=, start_step=, seed=) -> iterator`` of global batch dicts (``seed``
+        defaults to the config's).
       eval_batches: ``() -> iterator`` of padded global eval batch dicts (with ``mask``).
+      train_split: the in-memory train split (None when streamed from the host, ImageNet).
     """
 
     spec: Any
@@ -30,6 +39,7 @@ class RunData:
     host_crops: bool
     train_batches: Callable[..., Iterator[dict]]
     eval_batches: Callable[[], Iterator[dict]]
+    train_split: Any = None
 
 
 def _limit(split, n: int):
@@ -54,11 +64,11 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
         _limit(sources.load_in_memory(name, "train", **kwargs), config.dataset.limit_train) if train else test
     )
 
-    def train_batches(*, epoch: int, start_step: int = 0):
+    def train_batches(*, epoch: int, start_step: int = 0, seed: int | None = None):
         return pipeline.train_batches(
             train_split,
             global_batch_size=config.batch_size,
-            seed=config.seed,
+            seed=config.seed if seed is None else seed,
             epoch=epoch,
             mesh=mesh,
             start_step=start_step,
@@ -74,6 +84,7 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
         host_crops=False,
         train_batches=train_batches,
         eval_batches=eval_batches,
+        train_split=train_split if train else None,
     )
 
 
@@ -88,10 +99,10 @@ def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
     # Fail now, with the prepare command, if the dataset is absent.
     sources.prepare(config.dataset.name, data_dir=config.dataset.data_dir, download=config.dataset.download)
 
-    def train_batches(*, epoch: int, start_step: int = 0):
+    def train_batches(*, epoch: int, start_step: int = 0, seed: int | None = None):
         return imagenet.train_batches(
             global_batch_size=config.batch_size,
-            seed=config.seed,
+            seed=config.seed if seed is None else seed,
             epoch=epoch,
             mesh=mesh,
             start_step=start_step,
@@ -109,3 +120,102 @@ def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
         train_batches=train_batches,
         eval_batches=eval_batches,
     )
+
+
+def _replicated_from_host(array: np.ndarray, mesh: Mesh) -> jax.Array:
+    """A host array (equal on every process) as a global array replicated on ``mesh``."""
+    return jax.make_array_from_callback(array.shape, NamedSharding(mesh, P()), lambda idx: array[idx])
+
+
+def upload_split(split, mesh: Mesh) -> dict[str, jax.Array]:
+    """An in-memory split on every device of ``mesh``: ``image`` uint8 ``[N, H, W, 3]``, ``label`` int32 ``[N]``."""
+    return {
+        "image": _replicated_from_host(np.ascontiguousarray(split.images), mesh),
+        "label": _replicated_from_host(np.asarray(split.labels, np.int32), mesh),
+    }
+
+
+def _feed_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(None, None, DATA_AXIS))
+
+
+def epoch_ids(seeds: Sequence[int], *, epoch: int, num_examples: int, global_batch_size: int) -> np.ndarray:
+    """The example ids of every global batch of an epoch, per seed: int32 ``[steps, K, B]`` (-1: padding).
+
+    Batch ``step`` of seed ``s`` holds exactly the examples that
+    :func:`sld_jax.data.pipeline.train_batches` gives that seed's run at that step.
+    """
+    steps = pipeline.steps_per_epoch(num_examples, global_batch_size)
+    ids = np.full((len(seeds), steps * global_batch_size), -1, np.int32)
+    for k, seed in enumerate(seeds):
+        ids[k, :num_examples] = pipeline.epoch_permutation(seed, epoch, num_examples)
+    return ids.reshape(len(seeds), steps, global_batch_size).transpose(1, 0, 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _stacker(mesh: Mesh, num_steps: int, num_seeds: int):
+    """A jitted ``[S*K global batches] -> feed [S, K, B, ...]`` (one compilation per shape)."""
+
+    def stack(rows):
+        return jax.tree.map(
+            lambda *xs: jnp.stack(xs).reshape((num_steps, num_seeds) + xs[0].shape), *rows
+        )
+
+    return jax.jit(stack, out_shardings=_feed_sharding(mesh))
+
+
+def train_feed(
+    data: RunData,
+    mesh: Mesh,
+    *,
+    seeds: Sequence[int],
+    epoch: int,
+    start_step: int,
+    stop_step: int,
+    steps_per_dispatch: int,
+    resident: bool,
+    global_batch_size: int,
+) -> Iterator[tuple[dict[str, jax.Array], int]]:
+    """The feeds of ``[start_step, stop_step)`` of an epoch for the compiled dispatch, S steps each.
+
+    Args:
+      data: the run's datasets.
+      mesh: the ``data`` mesh.
+      seeds: the seeds whose data order to follow (one row each; one row when seeds share data).
+      epoch: the 1-based epoch; start_step, stop_step: steps within it.
+      steps_per_dispatch: S, the steps per feed (the last feed may hold fewer real steps).
+      resident: the split is on the devices: feeds are example ids, not images.
+      global_batch_size: B.
+
+    Yields:
+      ``(feed, n)``: ``n`` real steps in the feed (the rest, up to S, are inactive). The feed is
+      ``{"ids": int32 [S, K, B]}`` when resident, else batch dicts ``[S, K, B, ...]``, sharded over
+      ``data`` on axis 2.
+    """
+    s = steps_per_dispatch
+    if resident:
+        ids = epoch_ids(
+            seeds, epoch=epoch, num_examples=data.num_train, global_batch_size=global_batch_size
+        )[start_step:stop_step]
+        for first in range(0, len(ids), s):
+            chunk = ids[first : first + s]
+            n = len(chunk)
+            if n < s:
+                chunk = np.concatenate([chunk, np.full((s - n,) + chunk.shape[1:], -1, np.int32)])
+            yield {"ids": _global_feed(chunk, mesh)}, n
+        return
+    streams = [data.train_batches(epoch=epoch, start_step=start_step, seed=seed) for seed in seeds]
+    rows: list = []
+    for step in range(start_step, stop_step):
+        rows.append([next(it) for it in streams])
+        if len(rows) == s or step == stop_step - 1:
+            n = len(rows)
+            rows += [rows[-1]] * (s - n)  # inactive padding steps
+            flat = [batch for row in rows for batch in row]
+            yield _stacker(mesh, s, len(seeds))(flat), n
+            rows = []
+
+
+def _global_feed(ids: np.ndarray, mesh: Mesh) -> jax.Array:
+    """Host ids ``[S, K, B]`` (equal on every process) as a global array sharded over ``data``."""
+    return jax.make_array_from_callback(ids.shape, _feed_sharding(mesh), lambda idx: ids[idx])

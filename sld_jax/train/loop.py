@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +28,10 @@ from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import metrics as metrics_lib
 from sld_jax.train import report, schedule, setup
+from sld_jax.train import seeds as seeds_lib
 from sld_jax.train import workdir as workdir_lib
 from sld_jax.train.data_io import open_datasets
 from sld_jax.train.mesh import mesh_for
-from sld_jax.train.step import compile_train_step
 from sld_jax.train.teacher import check_teacher_logits
 
 log = logging.getLogger("sld_jax")
@@ -78,10 +78,6 @@ def _sum_trees(a, b):
     return b if a is None else jax.tree.map(jnp.add, a, b)
 
 
-def _to_host(tree) -> dict[str, float]:
-    return {k: float(v) for k, v in jax.device_get(tree).items()}
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (or resumes) the run described by ``config`` in ``workdir``.
 
@@ -121,44 +117,40 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
         )
     spe = data.steps_per_epoch
     total_steps = spe * config.num_epochs
+    num_seeds = built.num_seeds
 
-    meta: dict[str, Any] = {"history": [], "best": None, "epoch_sums": None}
+    meta: dict[str, Any] = {}
     restored = checkpointer.restore_latest(state)
     if restored is not None:
         state, meta = restored
-        log.info("resumed from step %d in %s", int(state.step), workdir)
-    workdir_lib.reset_metrics(workdir, int(state.step) if restored is not None else None)
+        log.info("resumed from step %d in %s", int(state.step[0]), workdir)
+    workdir_lib.reset_metrics(workdir, int(state.step[0]) if restored is not None else None)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    compiled: dict[bool, Callable] = {}
-
-    def step_fn(student_swap: bool):
-        if student_swap not in compiled:
-            compiled[student_swap] = compile_train_step(
-                built.step_config(student_swap=student_swap), built.mesh
-            )
-        return compiled[student_swap]
-
-    rng = jax.device_put(jax.random.PRNGKey(config.seed), NamedSharding(built.mesh, P()))
+    previous = seeds_lib.per_seed(meta) if restored is not None else []
+    histories: list[list[dict]] = [list(r["history"]) for r in previous] or [[] for _ in built.seeds]
+    bests: list[dict | None] = [r["best"] for r in previous] or [None] * num_seeds
+    best_mean = meta.get("best_mean_top1")
     writer = metrics_lib.MetricWriter(workdir)
     progress = metrics_lib.Progress(
         total_epochs=config.num_epochs, steps_per_epoch=spe, log_every=config.log_every_steps
     )
-    history: list[dict] = list(meta.get("history") or [])
-    best = meta.get("best")
-    step = int(state.step)
+    step = int(state.step[0])
     preempted = False
-    stop_at = config.max_steps or total_steps
+    stop_at = min(total_steps, config.max_steps or total_steps)
 
     def save(epoch_sums, *, is_best=False):
         checkpointer.save(
-            int(state.step),
+            int(state.step[0]),
             state,
             {
-                "history": history,
-                "best": best,
+                "num_seeds": num_seeds,
+                "seeds": built.seeds,
+                "histories": histories,
+                "bests": bests,
+                "best_mean_top1": best_mean,
                 "epoch_sums": epoch_sums,
                 "steps_per_epoch": spe,
                 "name": config.name,
@@ -167,49 +159,50 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
         )
 
     with _Preemption() as preemption:
-        while step < min(total_steps, stop_at):
+        while step < stop_at:
             epoch = schedule.epoch_of_step(step, spe)
             first = step - (epoch - 1) * spe
-            train_step = step_fn(built.student_swap(epoch))
+            dispatch = built.dispatch(student_swap=built.student_swap(epoch))
             sums = None
             if first and meta.get("epoch_sums"):  # resuming inside an epoch: keep its sums
                 sums = jax.tree.map(jnp.asarray, meta["epoch_sums"])
             progress.start_epoch(epoch, first)
             pending = None
-            for batch in data.train_batches(epoch=epoch, start_step=first):
-                state, m = train_step(state, built.teacher_variables, batch, rng)
-                step += 1
+            end = min(epoch * spe, stop_at) - (epoch - 1) * spe
+            for feed, n in built.feeds(epoch=epoch, start_step=first, stop_step=end):
+                state, m = dispatch(state, built.teacher_variables, feed, built.split, built.rngs, built.active(n))
                 if pending is not None:
-                    _check_finite(pending, config, checkpointer)
-                pending = (step, m)
-                sums = _sum_trees(sums, {k: v for k, v in m.items() if k != "finite"})
-                progress.update(config.batch_size)
-                if preemption.agreed() or step >= stop_at:
+                    _check_finite(pending, config, checkpointer, built.seeds)
+                pending = (step, n, m["finite"])
+                step += n
+                sums = _sum_trees(sums, {k: v.sum(0) for k, v in m.items() if k != "finite"})
+                progress.update(config.batch_size * n, steps=n)
+                if preemption.agreed():
                     break
             if pending is not None:
-                _check_finite(pending, config, checkpointer)
+                _check_finite(pending, config, checkpointer, built.seeds)
             progress.end_epoch()
-            epoch_done = step == epoch * spe
-            if not epoch_done:  # preempted or max_steps inside an epoch
-                save(_to_host(sums) if sums is not None else None)
+            if step != epoch * spe:  # preempted or max_steps inside an epoch
+                save(_to_host_lists(sums) if sums is not None else None)
                 preempted = preemption.requested
                 break
-            record = _epoch_record(epoch, sums, built.lr_fn(step - 1), built.eval_step, state, data)
-            history.append(record)
-            is_best = best is None or record["test_top1"] > best["test_top1"]
+            lr = float(built.lr_fn(step - 1))
+            evals = evaluate_variables(built.eval_step, {"params": state.params, "batch_stats": state.batch_stats}, data)
+            train = _to_host_lists(sums)
+            records = [
+                _epoch_record(epoch, {k: v[i] for k, v in train.items()}, lr, {k: v[i] for k, v in evals.items()})
+                for i in range(num_seeds)
+            ]
+            for i, record in enumerate(records):
+                histories[i].append(record)
+                if bests[i] is None or record["test_top1"] > bests[i]["test_top1"]:
+                    bests[i] = record
+            mean_top1 = float(np.mean([r["test_top1"] for r in records]))
+            is_best = best_mean is None or mean_top1 > best_mean
             if is_best:
-                best = record
-            writer.write(step, {k: v for k, v in record.items() if k != "epoch"}, epoch=epoch)
-            log.info(
-                "epoch %d/%d: train loss %.4f top-1 %.2f%% | test top-1 %.2f%% top-5 %.2f%% (best %.2f%%)",
-                epoch,
-                config.num_epochs,
-                record["train_loss"],
-                100 * record["train_top1"],
-                100 * record["test_top1"],
-                100 * record["test_top5"],
-                100 * best["test_top1"],
-            )
+                best_mean = mean_top1
+            _write_epoch(writer, step, records, built.seeds)
+            _log_epoch(epoch, config.num_epochs, records, bests)
             if (
                 epoch % config.checkpoint_every_epochs == 0
                 or epoch == config.num_epochs
@@ -222,66 +215,134 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 break
     writer.close()
     wall = time.perf_counter() - t_start
-    if jax.process_index() == 0 and history:
-        report.plot_history(history, os.path.join(workdir, "accuracy.png"), config.name)
+    results = [
+        {"seed": s, "history": h, "best": b, "last": h[-1] if h else None}
+        for s, h, b in zip(built.seeds, histories, bests)
+    ]
+    if jax.process_index() == 0 and histories[0]:
+        report.plot_histories(results, os.path.join(workdir, "accuracy.png"), config.name)
         report.write_summary(
             os.path.join(workdir, "summary.md"),
             name=config.name,
             config_text=str(config),
-            history=history,
-            best=best,
+            results=results,
             wall_seconds=wall,
             machine=machine_description(),
         )
     checkpointer.close()
     return {
-        "history": history,
-        "best": best,
-        "last": history[-1] if history else None,
+        "history": results[0]["history"],
+        "best": results[0]["best"],
+        "last": results[0]["last"],
+        "seeds": results,
+        "summary": seeds_lib.summary(results),
         "preempted": preempted,
         "workdir": workdir,
         "state": state,
-        "compiled_variants": {k: fn._cache_size() for k, fn in compiled.items()},
+        "compiled_variants": built.compiled_variants(),
     }
 
 
-def _check_finite(pending, config, checkpointer) -> None:
-    step, m = pending
-    if float(m["finite"]) > 0:
+def _write_epoch(writer, step: int, records: list[dict], run_seeds: list[int]) -> None:
+    """One ``metrics.jsonl`` line per seed; TensorBoard tags per seed (``seed_<s>/``) and their mean
+    and std (``seeds/``) when there are several seeds."""
+    several = len(records) > 1
+    for seed, record in zip(run_seeds, records):
+        scalars = {k: v for k, v in record.items() if k != "epoch"}
+        writer.write(step, scalars, epoch=record["epoch"], seed=seed, tag_prefix=f"seed_{seed}/" if several else "")
+    if several:
+        summary = {}
+        for key in ("test_top1", "test_top5", "train_loss", "train_top1"):
+            stats = seeds_lib.summarize([r[key] for r in records])
+            summary[f"seeds/{key}_mean"], summary[f"seeds/{key}_std"] = stats["mean"], stats["std"]
+        writer.write_tensorboard(step, summary)
+
+
+def _log_epoch(epoch: int, num_epochs: int, records: list[dict], bests: list[dict]) -> None:
+    if len(records) == 1:
+        record, best = records[0], bests[0]
+        log.info(
+            "epoch %d/%d: train loss %.4f top-1 %.2f%% | test top-1 %.2f%% top-5 %.2f%% (best %.2f%%)",
+            epoch,
+            num_epochs,
+            record["train_loss"],
+            100 * record["train_top1"],
+            100 * record["test_top1"],
+            100 * record["test_top5"],
+            100 * best["test_top1"],
+        )
         return
+    top1 = [r["test_top1"] for r in records]
+    log.info(
+        "epoch %d/%d, %d seeds: train loss %.4f | test top-1 %s%% (min %.2f, max %.2f) | best %s%%",
+        epoch,
+        num_epochs,
+        len(records),
+        float(np.mean([r["train_loss"] for r in records])),
+        seeds_lib.format_mean_std(top1),
+        100 * min(top1),
+        100 * max(top1),
+        seeds_lib.format_mean_std([b["test_top1"] for b in bests]),
+    )
+
+
+def _to_host_lists(tree) -> dict[str, list[float]]:
+    """``{name: [K] array}`` -> ``{name: [K floats]}`` (JSON-ready, one value per seed)."""
+    return {k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in jax.device_get(tree).items()}
+
+
+def _check_finite(pending, config, checkpointer, run_seeds) -> None:
+    first, n, finite = pending
+    finite = np.asarray(jax.device_get(finite))[:n]  # [n, K]
+    if finite.all():
+        return
+    bad = [(first + 1 + i, run_seeds[k]) for i, k in zip(*np.nonzero(finite == 0))]
+    several = len(run_seeds) > 1
+    where = ", ".join(f"step {s}" + (f" (seed {seed})" if several else "") for s, seed in bad)
     if config.on_nonfinite == "skip":
-        log.warning("step %d: non-finite loss or gradient; the update was skipped.", step)
+        log.warning(
+            "%s: non-finite loss or gradient; the update was skipped%s.",
+            where,
+            " for that seed (the other seeds train on)" if several else "",
+        )
         return
     good = checkpointer.last_good_step()
     raise NonFiniteLossError(
-        f"step {step}: the loss or a gradient is not finite (NaN/Inf); the update was not applied. "
+        f"{where}: the loss or a gradient is not finite (NaN/Inf); the update was not applied. "
         f"Last good checkpoint: {'none' if good is None else f'step {good}'} in "
         f"{checkpointer.workdir}/checkpoints. Lower the learning rate, or set "
         "--config.on_nonfinite=skip to drop such steps."
     )
 
 
-def evaluate_variables(eval_step, variables, data) -> dict[str, float]:
-    """Top-1, top-5, mean CE and count over the full (padded, masked) test split.
+def evaluate_variables(eval_step, variables, data) -> dict[str, list[float]]:
+    """Top-1, top-5, mean CE and count of each seed over the full (padded, masked) test split.
 
     Args:
-      eval_step: the compiled eval step (:func:`sld_jax.train.step.compile_eval_step`).
-      variables: the model's replicated ``{"params", "batch_stats"}``.
+      eval_step: the compiled eval step of K seeds (:func:`sld_jax.train.step.compile_seeds_eval_step`).
+      variables: the seeds' replicated ``{"params", "batch_stats"}`` (a leading axis K).
       data: the run's datasets (:class:`~sld_jax.train.data_io.RunData`).
 
     Returns:
-      ``{"top1", "top5", "ce", "count"}``: fractions, the mean loss, and the number of examples.
+      ``{"top1", "top5", "ce", "count"}``, each a list of K values: fractions, the mean loss, and
+      the number of examples.
     """
     sums = None
     for batch in data.eval_batches():
         sums = _sum_trees(sums, eval_step(variables, batch))
-    sums = _to_host(sums)
-    n = max(sums["count"], 1.0)
-    return {"top1": sums["top1"] / n, "top5": sums["top5"] / n, "ce": sums["ce"] / n, "count": sums["count"]}
+    sums = _to_host_lists(sums)
+    n = [max(c, 1.0) for c in sums["count"]]
+    return {
+        "top1": [t / c for t, c in zip(sums["top1"], n)],
+        "top5": [t / c for t, c in zip(sums["top5"], n)],
+        "ce": [t / c for t, c in zip(sums["ce"], n)],
+        "count": sums["count"],
+    }
 
 
-def _epoch_record(epoch, sums, lr, eval_step, state, data) -> dict[str, float]:
-    train = _to_host(sums)
+def _epoch_record(epoch: int, train: dict[str, float], lr: float, ev: dict[str, float]) -> dict[str, float]:
+    """One seed's epoch record from its train sums and its evaluation."""
+    train = dict(train)
     count = max(train.pop("count"), 1.0)
     record = {
         "epoch": epoch,
@@ -295,18 +356,24 @@ def _epoch_record(epoch, sums, lr, eval_step, state, data) -> dict[str, float]:
             for k, v in train.items()
         }
     )
-    ev = evaluate_variables(eval_step, {"params": state.params, "batch_stats": state.batch_stats}, data)
     record.update(test_top1=ev["top1"], test_top5=ev["top5"], test_loss=ev["ce"], test_count=ev["count"])
     return record
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, which: str = "best") -> dict:
-    """Evaluates a saved run (``sld-eval``): top-1/top-5 of its best or last checkpoint."""
+    """Evaluates a saved run (``sld-eval``): top-1/top-5 of its best or last checkpoint.
+
+    Returns:
+      ``top1``, ``top5``, ``loss`` (means over the run's seeds), ``count``, ``which``, ``epoch``;
+      with several seeds also ``seeds`` (one ``{"seed", "top1", "top5", "loss"}`` each) and
+      ``top1_summary`` (:func:`sld_jax.train.seeds.summarize`: mean, std, min, max).
+    """
     setup.validate(config)
     mesh = mesh_for(config)
-    variables, meta = ckpt_lib.load_run_variables(workdir, which=which, fallback=False)
+    variables, meta = ckpt_lib.load_run_variables(workdir, which=which, fallback=False, seed_index=None)
     built = setup.build(config, mesh, train=False)
-    mismatch = models.variables_mismatch(variables, built.student, image_size=built.data.spec.image_size)
+    first = jax.tree.map(lambda x: x[0], variables)
+    mismatch = models.variables_mismatch(first, built.student, image_size=built.data.spec.image_size)
     if mismatch:
         raise ckpt_lib.CheckpointError(
             f"the checkpoint in {workdir} does not fit its config.json (model {config.model!r}, "
@@ -315,11 +382,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, which: str = "b
         )
     variables = jax.device_put(variables, NamedSharding(mesh, P()))
     ev = evaluate_variables(built.eval_step, variables, built.data)
-    return {
-        "top1": ev["top1"],
-        "top5": ev["top5"],
-        "loss": ev["ce"],
-        "count": int(ev["count"]),
+    results = seeds_lib.per_seed(meta)
+    result = {
+        "top1": float(np.mean(ev["top1"])),
+        "top5": float(np.mean(ev["top5"])),
+        "loss": float(np.mean(ev["ce"])),
+        "count": int(ev["count"][0]),
         "which": which,
-        "epoch": (meta.get("history") or [{}])[-1].get("epoch"),
+        "epoch": (results[0]["last"] or {}).get("epoch"),
     }
+    if len(ev["top1"]) > 1:
+        result["seeds"] = [
+            {"seed": r["seed"], "top1": t1, "top5": t5, "loss": ce}
+            for r, t1, t5, ce in zip(results, ev["top1"], ev["top5"], ev["ce"])
+        ]
+        result["top1_summary"] = {k: v for k, v in seeds_lib.summarize(ev["top1"]).items() if k != "values"}
+    return result

@@ -36,14 +36,22 @@ class MetricWriter:
             self._tb = tb_events.EventWriter(os.path.join(workdir, "tensorboard"))
             self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
 
-    def write(self, step: int, scalars: dict[str, Any], **extra: Any) -> None:
-        """Writes ``scalars`` at ``step``; ``extra`` fields (e.g. epoch) go to the JSON line only."""
+    def write(self, step: int, scalars: dict[str, Any], *, tag_prefix: str = "", **extra: Any) -> None:
+        """Writes ``scalars`` at ``step``; ``extra`` fields (e.g. epoch, seed) go to the JSON line
+        only and ``tag_prefix`` (e.g. ``"seed_3/"``) to the TensorBoard tags only."""
         if not self.enabled:
             return
         values = {k: _scalar(v) for k, v in scalars.items()}
-        self._tb.add_scalars(int(step), values)
+        self._tb.add_scalars(int(step), {tag_prefix + k: v for k, v in values.items()})
         self._jsonl.write(json.dumps({"step": int(step), **extra, **values}) + "\n")
         self._jsonl.flush()
+        self._tb.flush()
+
+    def write_tensorboard(self, step: int, scalars: dict[str, Any]) -> None:
+        """Writes ``scalars`` at ``step`` to TensorBoard only (e.g. summaries over seeds)."""
+        if not self.enabled:
+            return
+        self._tb.add_scalars(int(step), {k: _scalar(v) for k, v in scalars.items()})
         self._tb.flush()
 
     def close(self) -> None:
@@ -89,11 +97,13 @@ class Progress:
                 dynamic_ncols=True,
             )
 
-    def update(self, images: int, loss: float | None = None) -> None:
-        """Records one finished step of ``images`` examples (``loss`` may be None to avoid a sync)."""
+    def update(self, images: int, loss: float | None = None, *, steps: int = 1) -> None:
+        """Records ``steps`` finished steps of ``images`` examples in all (``loss`` may be None to
+        avoid a sync); a dispatch of several steps updates once."""
         if not self.enabled:
             return
-        self._done += 1
+        previous = self._done
+        self._done += steps
         self._images += images
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
         rate = self._images / elapsed
@@ -103,8 +113,8 @@ class Progress:
             if loss is not None:
                 post["loss"] = f"{loss:.4f}"
             self._bar.set_postfix(post)
-            self._bar.update(1)
-        elif self._done % self.log_every == 0 or self._done == self.steps_per_epoch:
+            self._bar.update(steps)
+        elif self._done // self.log_every > previous // self.log_every or self._done == self.steps_per_epoch:
             loss_txt = f" loss {loss:.4f}" if loss is not None else ""
             log.info(
                 "epoch %d/%d step %d/%d%s %.0f img/s ETA(epoch) %s",

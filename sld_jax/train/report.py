@@ -1,27 +1,43 @@
-"""End-of-run artefacts: a PNG plot of accuracy per epoch and a markdown summary."""
+"""End-of-run artefacts: a PNG plot of accuracy per epoch and a markdown summary, per seed."""
 
 from __future__ import annotations
 
 import os
 from typing import Sequence
 
+from sld_jax.train import seeds as seeds_lib
 
-def plot_history(history: Sequence[dict], path: str, title: str = "") -> str:
-    """Plots train and test top-1 accuracy per epoch to ``path`` (PNG); returns the path."""
+
+def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
+    """Plots train and test top-1 per epoch of every seed to ``path`` (PNG); returns the path.
+
+    Args:
+      results: one ``{"seed", "history", ...}`` per seed (:func:`sld_jax.train.seeds.per_seed`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(epochs, [100 * h["train_top1"] for h in history], label="train top-1 (weak view)")
-    ax.plot(epochs, [100 * h["test_top1"] for h in history], label="test top-1")
+    several = len(results) > 1
+    for i, r in enumerate(results):
+        epochs = [h["epoch"] for h in r["history"]]
+        suffix = f" (seed {r['seed']})" if several else ""
+        color = f"C{i % 10}"
+        ax.plot(epochs, [100 * h["test_top1"] for h in r["history"]], color=color, label=f"test top-1{suffix}")
+        ax.plot(
+            epochs,
+            [100 * h["train_top1"] for h in r["history"]],
+            color=color,
+            linestyle="--",
+            label=f"train top-1 (weak view){suffix}",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -33,38 +49,54 @@ def write_summary(
     *,
     name: str,
     config_text: str,
-    history: Sequence[dict],
-    best: dict | None,
+    results: Sequence[dict],
     wall_seconds: float,
     machine: str,
 ) -> str:
-    """Writes a markdown summary of a run (best and last accuracy, per-epoch table)."""
-    last = history[-1] if history else None
+    """Writes a markdown summary of a run: best and last test top-1 (mean ± std over seeds), and
+    each seed's per-epoch table."""
     lines = [f"# {name}", ""]
-    if last is not None:
+    done = [r for r in results if r["last"] is not None]
+    if len(done) > 1:
         lines += [
-            f"- last epoch {last['epoch']}: test top-1 {100 * last['test_top1']:.2f}%, "
-            f"top-5 {100 * last['test_top5']:.2f}%",
+            f"- {len(done)} seeds ({', '.join(str(r['seed']) for r in done)}); mean ± sample std (min–max):",
+            _stat_line("best test top-1", [r["best"]["test_top1"] for r in done]),
+            _stat_line("last test top-1", [r["last"]["test_top1"] for r in done]),
         ]
-    if best is not None:
+    lines += [f"- wall time {wall_seconds / 60:.1f} min on {machine}", ""]
+    for r in results:
+        history, best, last = r["history"], r["best"], r["last"]
+        if len(results) > 1:
+            lines += [f"## Seed {r['seed']}", ""]
+        if last is not None:
+            lines.append(
+                f"- last epoch {last['epoch']}: test top-1 {100 * last['test_top1']:.2f}%, "
+                f"top-5 {100 * last['test_top5']:.2f}%"
+            )
+        if best is not None:
+            lines.append(
+                f"- best test top-1 {100 * best['test_top1']:.2f}% at epoch {best['epoch']} "
+                "(the maximum over epochs on the test split, as the reference reports)"
+            )
         lines += [
-            f"- best test top-1 {100 * best['test_top1']:.2f}% at epoch {best['epoch']} "
-            "(the maximum over epochs on the test split, as the reference reports)"
+            "",
+            "| epoch | lr | train loss | train top-1 | test top-1 | test top-5 | teacher swap | student swap |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-    lines += [
-        f"- wall time {wall_seconds / 60:.1f} min on {machine}",
-        "",
-        "| epoch | lr | train loss | train top-1 | test top-1 | test top-5 | teacher swap | student swap |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for h in history:
-        lines.append(
-            f"| {h['epoch']} | {h['lr']:.4g} | {h['train_loss']:.4f} | {100 * h['train_top1']:.2f} | "
-            f"{100 * h['test_top1']:.2f} | {100 * h['test_top5']:.2f} | "
-            f"{h.get('teacher_swap_fraction', float('nan')):.3f} | {h.get('student_swap_fraction', float('nan')):.3f} |"
-        )
-    lines += ["", "## Config", "", "```", config_text.strip(), "```", ""]
+        for h in history:
+            lines.append(
+                f"| {h['epoch']} | {h['lr']:.4g} | {h['train_loss']:.4f} | {100 * h['train_top1']:.2f} | "
+                f"{100 * h['test_top1']:.2f} | {100 * h['test_top5']:.2f} | "
+                f"{h.get('teacher_swap_fraction', float('nan')):.3f} | "
+                f"{h.get('student_swap_fraction', float('nan')):.3f} |"
+            )
+        lines.append("")
+    lines += ["## Config", "", "```", config_text.strip(), "```", ""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines))
     return path
+
+
+def _stat_line(what: str, values: Sequence[float]) -> str:
+    return f"  - {what}: {seeds_lib.format_mean_std(values)}% ({100 * min(values):.2f}–{100 * max(values):.2f})"

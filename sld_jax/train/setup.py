@@ -14,19 +14,32 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sld_jax import models
 from sld_jax.train import mesh as mesh_lib
-from sld_jax.train import methods, schedule, validation
-from sld_jax.train.data_io import RunData, open_datasets
+from sld_jax.train import methods, schedule, seeds, validation
+from sld_jax.train.data_io import RunData, open_datasets, train_feed, upload_split
 from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
-from sld_jax.train.step import StepConfig, compile_eval_step
+from sld_jax.train.step import SEED_AXIS_MODES, StepConfig, compile_dispatch, compile_seeds_eval_step
 from sld_jax.train.teacher import load_teacher
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+# How the seed axis is computed on each backend when ``seed_axis = "auto"``, and how many optimiser
+# steps one compiled call runs when ``steps_per_dispatch`` is None. On XLA:CPU ``vmap`` turns the
+# seeds' convolution weights into grouped convolutions (slower than separate runs), so the seeds
+# are unrolled there; ``python -m sld_jax.bench step --num-seeds 1,2,4`` measures both forms.
+AUTO_SEED_AXIS = {"cpu": "unroll"}
+DEFAULT_SEED_AXIS = "vmap"
+AUTO_STEPS_PER_DISPATCH = {"cpu": 1}
+DEFAULT_STEPS_PER_DISPATCH = 8
+DATA_PLACEMENTS = ("auto", "device", "host")
+# "auto" keeps an in-memory train split on the devices up to this size (each device holds a copy).
+RESIDENT_SPLIT_MAX_BYTES = 2 * 1024**3
 
 
 def compute_dtype(name: str):
@@ -62,6 +75,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"use e.g. --config.batch_size={max(n, config.batch_size // n * n)}."
         )
     methods.objective_kwargs(method, config.loss)  # an unknown teacher transform fails here
+    _check_seed_fields(config)
+
+
+def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
+    num_seeds = config.get("num_seeds", 1)
+    if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
+        raise ValueError(f"num_seeds must be a whole number >= 1, got {num_seeds!r}; e.g. --config.num_seeds=3.")
+    spd = config.get("steps_per_dispatch")
+    if spd is not None and (isinstance(spd, bool) or not isinstance(spd, int) or spd < 1):
+        raise ValueError(
+            f"steps_per_dispatch must be a whole number >= 1 (or unset for the backend's default), "
+            f"got {spd!r}; e.g. --config.steps_per_dispatch=4."
+        )
+    mode = config.get("seed_axis", "auto")
+    if mode != "auto" and mode not in SEED_AXIS_MODES:
+        raise ValueError(f"seed_axis must be 'auto', 'vmap' or 'unroll', got {mode!r}.")
+    placement = config.get("data_placement", "auto")
+    if placement not in DATA_PLACEMENTS:
+        raise ValueError(f"data_placement must be one of {DATA_PLACEMENTS}, got {placement!r}.")
+    if placement == "device" and config.dataset.name == "imagenet2012":
+        raise ValueError(
+            "data_placement='device' needs an in-memory dataset; imagenet2012 is streamed from the "
+            "host: use --config.data_placement=host (or auto)."
+        )
+
+
+def seed_axis_mode(config: ml_collections.ConfigDict, backend: str | None = None) -> str:
+    """``config.seed_axis`` with ``"auto"`` resolved for the backend (``"vmap"`` or ``"unroll"``)."""
+    mode = config.get("seed_axis", "auto")
+    if mode != "auto":
+        return mode
+    return AUTO_SEED_AXIS.get(backend or jax.default_backend(), DEFAULT_SEED_AXIS)
+
+
+def steps_per_dispatch(config: ml_collections.ConfigDict, backend: str | None = None) -> int:
+    """``config.steps_per_dispatch``, or the backend's default when it is None."""
+    spd = config.get("steps_per_dispatch")
+    if spd is not None:
+        return int(spd)
+    return AUTO_STEPS_PER_DISPATCH.get(backend or jax.default_backend(), DEFAULT_STEPS_PER_DISPATCH)
 
 
 @dataclasses.dataclass
@@ -75,8 +128,14 @@ class Run:
       student: the student module (BatchNorm synced over ``data`` when ``sync_batchnorm``).
       teacher, teacher_variables: the frozen teacher and its replicated variables (None without).
       lr_fn: the learning-rate schedule of the step count; tx: the optimiser.
-      state: the freshly initialised, replicated :class:`~sld_jax.train.state.TrainState`.
-      eval_step: the compiled evaluation step ``(variables, batch) -> sums``.
+      state: the freshly initialised, replicated :class:`~sld_jax.train.state.TrainState` of
+        every seed (a leading axis K on each leaf).
+      eval_step: the compiled evaluation step ``(variables of K seeds, batch) -> sums [K]``.
+      seeds: the K seeds (:func:`sld_jax.train.seeds.seed_values`); rngs: their replicated
+        base keys ``[K, 2]``.
+      seed_axis: "vmap" or "unroll"; shares_data: every seed sees the same batches and views.
+      steps_per_dispatch: optimiser steps per compiled call.
+      split: the device-resident train split ``{"image", "label"}`` (``{}``: batches from the host).
     """
 
     config: ml_collections.ConfigDict
@@ -90,6 +149,56 @@ class Run:
     tx: optax.GradientTransformation
     state: TrainState
     eval_step: Any
+    seeds: list[int]
+    rngs: jax.Array
+    seed_axis: str
+    shares_data: bool
+    steps_per_dispatch: int
+    split: dict
+    _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.seeds)
+
+    def data_seeds(self) -> list[int]:
+        """The seeds whose data order the feed follows (the first only when seeds share data)."""
+        return self.seeds[:1] if self.shares_data else list(self.seeds)
+
+    def dispatch(self, *, student_swap: bool):
+        """The compiled ``(states, teacher_variables, feed, split, rngs, active) -> (states, metrics)``
+        (:func:`sld_jax.train.step.dispatch_steps`) for one value of the γ gate, built once."""
+        if student_swap not in self._compiled:
+            self._compiled[student_swap] = compile_dispatch(
+                self.step_config(student_swap=student_swap),
+                self.mesh,
+                seed_axis=self.seed_axis,
+                shares_data=self.shares_data,
+            )
+        return self._compiled[student_swap]
+
+    def feeds(self, *, epoch: int, start_step: int, stop_step: int):
+        """``(feed, n)`` pairs covering steps ``[start_step, stop_step)`` of ``epoch``
+        (:func:`sld_jax.train.data_io.train_feed`)."""
+        return train_feed(
+            self.data,
+            self.mesh,
+            seeds=self.data_seeds(),
+            epoch=epoch,
+            start_step=start_step,
+            stop_step=stop_step,
+            steps_per_dispatch=self.steps_per_dispatch,
+            resident=bool(self.split),
+            global_batch_size=self.config.batch_size,
+        )
+
+    def active(self, n: int) -> jax.Array:
+        """The ``active`` mask of a feed with ``n`` real steps: bool ``[steps_per_dispatch]``."""
+        return jax.device_put(np.arange(self.steps_per_dispatch) < n, NamedSharding(self.mesh, P()))
+
+    def compiled_variants(self) -> dict[bool, int]:
+        """``{student_swap: number of compilations}`` of the dispatch functions built so far."""
+        return {k: fn._cache_size() for k, fn in self._compiled.items()}
 
     def step_config(self, *, student_swap: bool) -> StepConfig:
         """The static description of the train step for one value of the γ gate."""
@@ -162,9 +271,20 @@ def build(
     tx = pytorch_sgd(lr_fn, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay)
     # Parameters are initialised outside shard_map, where no BatchNorm axis name is bound.
     init_model = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype)
-    variables = models.init_variables(init_model, jax.random.PRNGKey(config.seed), image_size=spec.image_size)
-    state = jax.device_put(create_train_state(variables, tx), replicated)
-    eval_step = compile_eval_step(student, mesh, spec.mean, spec.std)
+    run_seeds = seeds.seed_values(config.seed, config.get("num_seeds", 1))
+    states = [
+        create_train_state(
+            models.init_variables(init_model, jax.random.PRNGKey(s), image_size=spec.image_size), tx
+        )
+        for s in run_seeds
+    ]
+    state = jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *states), replicated)
+    rngs = jax.device_put(jnp.stack([jax.random.PRNGKey(s) for s in run_seeds]), replicated)
+    mode = seed_axis_mode(config)
+    eval_step = compile_seeds_eval_step(student, mesh, spec.mean, spec.std, seed_axis=mode)
+    split = {}
+    if train and _resident(config, data):
+        split = upload_split(data.train_split, mesh)
     return Run(
         config=config,
         mesh=mesh,
@@ -177,4 +297,18 @@ def build(
         tx=tx,
         state=state,
         eval_step=eval_step,
+        seeds=run_seeds,
+        rngs=rngs,
+        seed_axis=mode,
+        shares_data=bool(config.get("seed_axis_shares_data", False)),
+        steps_per_dispatch=steps_per_dispatch(config),
+        split=split,
     )
+
+
+def _resident(config: ml_collections.ConfigDict, data: RunData) -> bool:
+    """Whether the train split lives on the devices (``data_placement``; "auto": when it fits)."""
+    placement = config.get("data_placement", "auto")
+    if data.train_split is None or placement == "host":
+        return False
+    return placement == "device" or data.train_split.images.nbytes <= RESIDENT_SPLIT_MAX_BYTES

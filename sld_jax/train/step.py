@@ -92,6 +92,21 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _prepare(cfg: StepConfig, teacher_variables: Any, batch: dict, step_rng: jax.Array):
+    """The views of a batch and the teacher's (stop-gradient) logits and features on them."""
+    views = _views(cfg, batch, step_rng)
+    teacher_logits, teacher_embeddings = None, ()
+    if cfg.teacher is not None:
+        both = jnp.concatenate(views, axis=0)
+        t_logits, t_features = cfg.teacher.apply(teacher_variables, both, train=False)
+        teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
+        if cfg.method.uses_features:
+            teacher_embeddings = tuple(
+                jnp.split(jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0)
+            )
+    return views, teacher_logits, teacher_embeddings
+
+
 def train_step(
     state: TrainState, teacher_variables: Any, batch: dict, rng: jax.Array, *, cfg: StepConfig
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -110,21 +125,16 @@ def train_step(
       ``(new_state, metrics)``: metrics are sums over the global batch's real examples (divide by
       ``metrics["count"]``), plus ``lr`` and ``finite`` (1.0 when the step was applied).
     """
-    labels, mask = batch["label"], batch["mask"]
     step_rng = jax.random.fold_in(rng, state.step)
-    views = _views(cfg, batch, step_rng)
+    prepared = _prepare(cfg, teacher_variables, batch, step_rng)
+    return _update(cfg, state, prepared, batch, step_rng)
+
+
+def _update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: jax.Array):
+    """The student's forward and backward passes on prepared views, and the optimiser update."""
+    views, teacher_logits, teacher_embeddings = prepared
+    labels, mask = batch["label"], batch["mask"]
     epoch = (state.step // cfg.steps_per_epoch + 1).astype(jnp.float32)
-
-    teacher_logits, teacher_embeddings = None, ()
-    if cfg.teacher is not None:
-        both = jnp.concatenate(views, axis=0)
-        t_logits, t_features = cfg.teacher.apply(teacher_variables, both, train=False)
-        teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
-        if cfg.method.uses_features:
-            teacher_embeddings = tuple(
-                jnp.split(jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0)
-            )
-
     count = jnp.sum(mask.astype(jnp.float32))
     total = jax.lax.psum(count, DATA_AXIS)
     share = count / jnp.maximum(total, 1.0)
@@ -214,6 +224,185 @@ def eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std) -> di
         "count": jnp.sum(mask.astype(jnp.float32)),
     }
     return jax.lax.psum(sums, DATA_AXIS)
+
+
+SEED_AXIS_MODES = ("vmap", "unroll")
+
+
+def map_seeds(fn, mode: str, in_axes: tuple, *args):
+    """``fn`` applied to each seed's slice of ``args`` (leading axis K), outputs stacked on axis 0.
+
+    Args:
+      fn: a function of one seed's arguments.
+      mode: ``"vmap"`` (one batched program) or ``"unroll"`` (K copies of ``fn`` in one program:
+        on XLA:CPU a vmapped convolution weight becomes a slow grouped convolution).
+      in_axes: per argument, 0 (mapped over seeds) or None (shared by every seed).
+      args: the arguments; mapped ones have a leading seed axis of the same size K.
+
+    Returns:
+      ``fn``'s outputs with a leading seed axis K.
+    """
+    if mode == "vmap":
+        return jax.vmap(fn, in_axes=in_axes)(*args)
+    if mode != "unroll":
+        raise ValueError(f"seed_axis must be one of {SEED_AXIS_MODES}, got {mode!r}.")
+    mapped = [a for a, ax in zip(args, in_axes) if ax is not None]
+    num = jax.tree.leaves(mapped)[0].shape[0]
+    outs = []
+    for k in range(num):
+        one = [a if ax is None else jax.tree.map(lambda x, k=k: x[k], a) for a, ax in zip(args, in_axes)]
+        outs.append(fn(*one))
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def seeds_train_step(
+    states: TrainState,
+    teacher_variables: Any,
+    batch: dict,
+    rngs: jax.Array,
+    *,
+    cfg: StepConfig,
+    seed_axis: str = "unroll",
+    shares_data: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser step of every seed (call inside shard_map): :func:`train_step` per seed.
+
+    Args:
+      states: the TrainState of K seeds (a leading axis K on every leaf).
+      teacher_variables: the shared frozen teacher's variables (or None).
+      batch: device-local dict as in :func:`train_step` with a leading seed axis ``[K, b, ...]``, or
+        ``[b, ...]`` when ``shares_data``.
+      rngs: ``[K, 2]`` the seeds' base keys.
+      cfg: the static :class:`StepConfig`.
+      seed_axis: ``"vmap"`` or ``"unroll"`` (:func:`map_seeds`).
+      shares_data: every seed sees the same batch and views (those of the first seed's key): the
+        views and the teacher's forward pass are computed once; dropout keys stay per seed.
+
+    Returns:
+      ``(new_states, metrics)`` with a leading axis K on every leaf.
+    """
+    if shares_data:
+        step_rng = jax.random.fold_in(rngs[0], states.step[0])
+        prepared = _prepare(cfg, teacher_variables, batch, step_rng)
+
+        def shared(state, rng):
+            return _update(cfg, state, prepared, batch, jax.random.fold_in(rng, state.step))
+
+        return map_seeds(shared, seed_axis, (0, 0), states, rngs)
+
+    def own(state, seed_batch, rng):
+        return train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)
+
+    return map_seeds(own, seed_axis, (0, 0, 0), states, batch, rngs)
+
+
+def gather_batch(split: dict, ids: jax.Array) -> dict[str, jax.Array]:
+    """A batch of a device-resident split: ``ids`` int32 ``[..., b]`` (-1: padding) -> batch dict.
+
+    Args:
+      split: ``image`` uint8 ``[N, H, W, 3]`` and ``label`` int32 ``[N]``.
+      ids: example indices into the split, -1 for padded rows.
+
+    Returns:
+      ``image`` uint8 ``[..., b, H, W, 3]`` (zeros in padded rows), ``label`` int32 (0 there),
+      ``mask`` bool, ``index`` int32 — exactly what the host pipeline delivers for the same ids.
+    """
+    valid = ids >= 0
+    safe = jnp.where(valid, ids, 0)
+    image = jnp.where(valid[..., None, None, None], split["image"][safe], jnp.zeros((), jnp.uint8))
+    label = jnp.where(valid, split["label"][safe], 0).astype(jnp.int32)
+    return {"image": image, "label": label, "mask": valid, "index": ids.astype(jnp.int32)}
+
+
+def dispatch_steps(
+    states: TrainState,
+    teacher_variables: Any,
+    feed: dict,
+    split: dict,
+    rngs: jax.Array,
+    active: jax.Array,
+    *,
+    cfg: StepConfig,
+    seed_axis: str = "unroll",
+    shares_data: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """S optimiser steps of every seed in one call (inside shard_map): a ``lax.scan`` over a feed.
+
+    Args:
+      states: the seeds' TrainState (leading axis K).
+      teacher_variables: the shared teacher's variables (or None).
+      feed: a stack of S device-local batches with a data-seed axis ``Kd`` (K, or 1 when
+        ``shares_data``): batch dicts ``[S, Kd, b, ...]``, or ``{"ids": int32 [S, Kd, b]}`` to
+        gather from ``split``.
+      split: the device-resident train split (:func:`gather_batch`), or ``{}``.
+      rngs: ``[K, 2]`` the seeds' base keys.
+      active: bool ``[S]``: step s runs when True; an inactive step leaves the states unchanged
+        (a short last stack of an epoch or a run reuses the compiled call).
+      cfg, seed_axis, shares_data: as in :func:`seeds_train_step`.
+
+    Returns:
+      ``(new_states, metrics)``: metrics ``[S, K]`` per step and seed (zeros, and ``finite`` 1,
+      for inactive steps).
+    """
+
+    def one_step(states, x):
+        batch = gather_batch(split, x["ids"]) if "ids" in x else x
+        if shares_data:
+            batch = jax.tree.map(lambda v: v[0], batch)
+        return seeds_train_step(
+            states, teacher_variables, batch, rngs, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data
+        )
+
+    if active.shape[0] == 1:  # one step per call: no scan
+        states, metrics = one_step(states, jax.tree.map(lambda v: v[0], feed))
+        return states, jax.tree.map(lambda v: v[None], metrics)
+
+    first = jax.tree.map(lambda v: v[0], feed)
+    shapes = jax.eval_shape(one_step, states, first)[1]
+
+    def skipped(states, x):
+        del x
+        metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+        metrics["finite"] = jnp.ones_like(metrics["finite"])
+        return states, metrics
+
+    def body(states, xs):
+        x, on = xs
+        return jax.lax.cond(on, one_step, skipped, states, x)
+
+    return jax.lax.scan(body, states, (feed, active))
+
+
+def seeds_eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std, seed_axis: str = "unroll"):
+    """:func:`eval_step` of K seeds' variables (leading axis K) on one shared batch: sums ``[K]``."""
+    return map_seeds(
+        lambda v: eval_step(v, batch, model=model, mean=mean, std=std), seed_axis, (0,), variables
+    )
+
+
+def compile_dispatch(cfg: StepConfig, mesh: Mesh, *, seed_axis: str = "unroll", shares_data: bool = False):
+    """``jit(shard_map(dispatch_steps))``: states, teacher, split and keys replicated; the feed's
+    batch axis (axis 2) split over ``data``. The states argument is donated."""
+    fn = jax.shard_map(
+        functools.partial(dispatch_steps, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data),
+        mesh=mesh,
+        in_specs=(P(), P(), P(None, None, DATA_AXIS), P(), P(), P()),
+        out_specs=(P(), P()),
+    )
+    return jax.jit(fn, donate_argnums=(0,))
+
+
+def compile_seeds_eval_step(model: nn.Module, mesh: Mesh, mean, std, *, seed_axis: str = "unroll"):
+    """``jit(shard_map(seeds_eval_step))``: seeds' variables replicated, the batch split over ``data``."""
+    fn = jax.shard_map(
+        functools.partial(
+            seeds_eval_step, model=model, mean=tuple(mean), std=tuple(std), seed_axis=seed_axis
+        ),
+        mesh=mesh,
+        in_specs=(P(), P(DATA_AXIS)),
+        out_specs=P(),
+    )
+    return jax.jit(fn)
 
 
 def compile_train_step(cfg: StepConfig, mesh: Mesh):

@@ -48,6 +48,9 @@ RESUMABLE_FIELDS = frozenset(
         "on_nonfinite",
         "resume_policy",
         "num_devices",
+        "seed_axis",
+        "steps_per_dispatch",
+        "data_placement",
         "dataset.data_dir",
         "dataset.download",
     }
