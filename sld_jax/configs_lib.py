@@ -86,6 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.name = "run"
     # Seed of parameter init, data order and augmentation (the reference has none).
     c.seed = 0
+    # Seeds trained at once: seed, seed + 1, ..., seed + num_seeds - 1 (sld_jax.train.seeds).
+    c.num_seeds = 1
     # Dataset: "cifar100", "imagenet2012" or "digits" (offline, embedded).
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "cifar100"

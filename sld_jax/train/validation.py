@@ -83,6 +83,7 @@ _TEMPERATURE = _POSITIVE = Range(0, low_open=True)
 # A key ending in ``.*`` covers every numeric field below that prefix.
 RANGES: dict[str, Range] = {
     "seed": Range(0, 2**32 - 1, integer=True),
+    "num_seeds": _POSITIVE_INT,
     "dataset.limit_train": _COUNT,
     "dataset.limit_test": _COUNT,
     "num_devices": _COUNT,
