@@ -318,6 +318,65 @@ def ablation_config(step: str, *, alpha: float | None = None) -> ml_collections.
     return c
 
 
+def grid_suite(
+    rows: dict[str, tuple[str, str]],
+    methods: tuple[str, ...],
+    build,
+    *,
+    num_seeds: int = 1,
+    paper: dict[str, dict[str, float]] | None = None,
+) -> ml_collections.ConfigDict:
+    """A suite of ``rows`` x ``methods`` runs named ``<row>/<method>`` (see sld_jax.train.suite).
+
+    Args:
+      rows: row name -> (teacher architecture, student architecture), in table order.
+      methods: the method of each column, in table order (e.g. ``("kd", "dkd+sld")``).
+      build: ``build(method, teacher, student)`` -> a run config (e.g. :func:`cifar_config`).
+      num_seeds: seeds of every run (``num_seeds`` of each run config).
+      paper: row name -> {method: reported top-1 in percent}; a cell the paper does not report
+        is left out (its "paper" column stays empty).
+
+    Returns:
+      A suite config with ``suite``, ``runs`` and ``paper`` (run name -> top-1 %), plus the fields
+      every suite has (``data_dir``, ``teacher_checkpoint``); ``name`` and ``description`` are
+      the caller's to set.
+
+    >>> g = grid_suite({"r": ("resnet32x4", "resnet8x4")}, ("kd", "sld"), cifar_config,
+    ...                num_seeds=3, paper={"r": {"sld": 77.69}})
+    >>> list(g.suite), g.runs["r/sld"].num_seeds, g.paper.to_dict()
+    (['r/kd', 'r/sld'], 3, {'r/sld': 77.69})
+    """
+    c = suite_base()
+    c.suite = tuple(f"{row}/{method}" for row in rows for method in methods)
+    for row, (teacher, student) in rows.items():
+        for method in methods:
+            run = build(method, teacher, student)
+            run.num_seeds = num_seeds
+            c.runs[f"{row}/{method}"] = run
+            reported = (paper or {}).get(row, {}).get(method)
+            if reported is not None:
+                c.paper[f"{row}/{method}"] = float(reported)
+    return c
+
+
+def suite_base() -> ml_collections.ConfigDict:
+    """The fields of every suite config (sld_jax.train.suite), without runs."""
+    c = ml_collections.ConfigDict()
+    c.name = "suite"
+    c.description = ""
+    c.suite = ()
+    c.runs = ml_collections.ConfigDict()
+    # The run whose workdir is every other distillation run's teacher ("" when none).
+    c.teacher_run = ""
+    # Reported top-1 (%) per run name, shown beside the measured one; a run absent here has none.
+    c.paper = ml_collections.ConfigDict()
+    # TFDS data directory for every run (None: each run's dataset.data_dir).
+    c.data_dir = ml_collections.config_dict.placeholder(str)
+    # Teacher checkpoint for every distillation run (None: each run's teacher.checkpoint).
+    c.teacher_checkpoint = ml_collections.config_dict.placeholder(str)
+    return c
+
+
 # The dry-run sizes of :func:`runlocal` (two steps of batch 8 make one epoch of 16 examples).
 RUNLOCAL_MODEL = "resnet_tiny"
 RUNLOCAL_TRAIN_EXAMPLES = 16

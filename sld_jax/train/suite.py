@@ -1,9 +1,26 @@
-"""A suite: several runs of one config file trained in order (the digits demo).
+"""A suite: several runs of one config file, trained in order, summarised in one table.
 
-A suite config has ``suite`` (the run names, in order), ``runs.<name>`` (a full run config each)
-and ``teacher_run`` (the name of the run whose workdir the others use as their teacher). Each run
-trains in ``<workdir>/<name>``; a finished run is reused, an interrupted one resumes. At the end
-the test accuracies are printed side by side and written to ``<workdir>/summary.md``.
+A suite config (``sld_jax.configs_lib.suite_base`` lists its fields) has:
+
+- ``suite``: the run names, in training and table order;
+- ``runs.<name>``: a full run config each; its ``num_seeds`` (K) seeds train at once;
+- ``teacher_run`` (optional): the name of a run (of one seed) whose workdir every other
+  distillation run uses as its teacher (the digits demo trains its teacher first);
+- ``paper`` (optional): run name -> the paper's top-1 in percent; a run absent here gets an empty
+  "paper" cell, never a guessed one;
+- ``data_dir`` / ``teacher_checkpoint`` (optional): set every run's ``dataset.data_dir`` /
+  distillation runs' ``teacher.checkpoint``, e.g. a dry run's tiny teacher.
+
+A grid is a suite whose runs are named ``<row>/<method>``: ``configs_lib.grid_suite`` builds one
+from rows of (teacher, student) pairs and a tuple of methods (``configs/cifar100/tables/``). Run
+names with ``/`` or ``+`` are overridden with a subscript:
+``--config.runs["resnet32x4_resnet8x4/dkd+sld"].num_seeds=5``.
+
+Each run trains in ``<workdir>/<name>``; a run whose checkpoint holds every seed at its last epoch
+is reused (:func:`sld_jax.train.seeds.per_seed` of its metadata), an interrupted one resumes. At
+the end one markdown table is printed and written to ``<workdir>/summary.md``
+(:func:`format_table`): per run its model, method, seeds, best and last test top-1 as mean ± std
+over seeds, the range of the best, and the paper's number; a grid's runs are grouped by row.
 """
 
 from __future__ import annotations
@@ -11,63 +28,150 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 import ml_collections
 
+from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop
+from sld_jax.train import loop, seeds
 
 log = logging.getLogger("sld_jax")
 
+HEADER = (
+    "| run | model | method | seeds | best test top-1 (%) | last test top-1 (%) "
+    "| best min–max (%) | paper (%) |"
+)
 
-def _finished(workdir: str, num_epochs: int) -> dict | None:
+
+def run_config(config: ml_collections.ConfigDict, name: str, workdir: str) -> ml_collections.ConfigDict:
+    """The config of run ``name`` as the suite trains it (data directory and teacher filled in)."""
+    run = ml_collections.ConfigDict(config.runs[name].to_dict())
+    if config.get("data_dir"):
+        run.dataset.data_dir = config.data_dir
+    if name == config.get("teacher_run") or run.method == "vanilla":
+        return run
+    if config.get("teacher_run"):
+        run.teacher.checkpoint = os.path.join(os.path.abspath(workdir), config.teacher_run)
+    if config.get("teacher_checkpoint"):
+        run.teacher.checkpoint = config.teacher_checkpoint
+    return run
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Raises :class:`ConfigError` for a suite config whose names do not fit together."""
+    missing = [name for name in config.suite if name not in config.runs]
+    if missing:
+        raise ConfigError(
+            f"suite names runs {missing} that runs.<name> does not define; add them or drop them."
+        )
+    teacher = config.get("teacher_run")
+    if teacher and teacher not in config.suite:
+        raise ConfigError(f"teacher_run {teacher!r} is not a run of the suite {list(config.suite)}.")
+    if teacher and config.runs[teacher].get("num_seeds", 1) != 1:
+        raise ConfigError(
+            f"the teacher run {teacher!r} must train one seed (its students read one teacher); set "
+            f"--config.runs.{teacher}.num_seeds=1."
+        )
+    unknown = [name for name in config.get("paper", {}) if name not in config.suite]
+    if unknown:
+        raise ConfigError(f"paper names runs {unknown} that are not in suite {list(config.suite)}.")
+
+
+def finished(workdir: str, run: ml_collections.ConfigDict) -> list[dict] | None:
+    """The per-seed results of a run saved in ``workdir`` with every seed done, else None."""
     try:
         _, meta = ckpt_lib.load_run_variables(workdir, which="last")
     except ckpt_lib.CheckpointError:
         return None
-    history = meta.get("history") or []
-    if history and history[-1]["epoch"] >= num_epochs:
-        return {"history": history, "best": meta.get("best"), "last": history[-1]}
+    per_seed = seeds.per_seed(meta)
+    done = [r for r in per_seed if r["last"] is not None and r["last"]["epoch"] >= run.num_epochs]
+    if done and len(done) == len(per_seed) >= run.get("num_seeds", 1):
+        return per_seed
     return None
 
 
-def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
-    """Trains every run of the suite; returns ``{name: result}`` and prints a comparison table."""
-    t0 = time.perf_counter()
-    results = {}
-    teacher_dir = os.path.join(os.path.abspath(workdir), config.teacher_run)
+def result_seeds(result: dict) -> list[dict]:
+    """The per-seed results of ``loop.run``'s result (a result without ``seeds`` is one seed)."""
+    if result.get("seeds") is not None:
+        return result["seeds"]
+    return seeds.per_seed({"history": result["history"], "best": result["best"]})
+
+
+def format_table(config: ml_collections.ConfigDict, results: dict[str, list[dict]]) -> str:
+    """The suite's markdown table: one line per run of ``results`` (per-seed results by name).
+
+    Cells are percent: mean ± std over seeds (a single seed: its value), the best's minimum–maximum,
+    and the paper's number where ``config.paper`` has one (else empty). Runs named
+    ``<row>/<method>`` are grouped under a bold line per row.
+    """
+    paper = config.get("paper") or {}
+    lines = [HEADER, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    group = None
     for name in config.suite:
-        run_cfg = ml_collections.ConfigDict(config.runs[name].to_dict())
-        if config.get("data_dir"):
-            run_cfg.dataset.data_dir = config.data_dir
+        if name not in results:
+            continue
+        row = name.rsplit("/", 1)[0] if "/" in name else ""
+        if row != group:
+            group = row
+            if row:
+                lines.append(f"| **{row}** |" + " |" * 7)
+        run, summary = config.runs[name], seeds.summary(results[name])
+        best, last = summary.get("best_top1"), summary.get("last_top1")
+        cells = ["", "", ""]
+        if best is not None:
+            cells = [
+                seeds.format_mean_std(best["values"]),
+                seeds.format_mean_std(last["values"]),
+                f"{100 * best['min']:.2f}–{100 * best['max']:.2f}",
+            ]
+        reported = f"{paper[name]:.2f}" if name in paper else ""
+        k = best["n"] if best is not None else 0
+        lines.append(
+            f"| {name} | {run.model} | {run.method} | {k} | " + " | ".join(cells) + f" | {reported} |"
+        )
+    return "\n".join(lines)
+
+
+def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains every run of the suite in order; prints and writes the table.
+
+    Returns:
+      ``{name: per-seed results}`` of the runs done (all of them unless one was stopped by
+      SIGTERM, after which the suite stops: rerun the command to resume).
+    """
+    check(config)
+    t0 = time.perf_counter()
+    results: dict[str, list[dict]] = {}
+    stopped = None
+    for name in config.suite:
+        run = run_config(config, name, workdir)
         run_dir = os.path.join(os.path.abspath(workdir), name)
-        if name != config.teacher_run and run_cfg.method != "vanilla":
-            run_cfg.teacher.checkpoint = teacher_dir
-        done = _finished(run_dir, run_cfg.num_epochs)
+        done = finished(run_dir, run)
         if done is not None:
             log.info("%s: already trained in %s, reusing it", name, run_dir)
             results[name] = done
             continue
-        log.info("=== %s: %s (%d epochs) ===", name, run_cfg.name, run_cfg.num_epochs)
-        results[name] = loop.run(run_cfg, run_dir)
-    wall = time.perf_counter() - t0
-    lines = [
-        "| run | model | method | best test top-1 | last test top-1 |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name in config.suite:
-        r, c = results[name], config.runs[name]
-        lines.append(
-            f"| {name} | {c.model} | {c.method} | {100 * r['best']['test_top1']:.2f}% "
-            f"(epoch {r['best']['epoch']}) | {100 * r['last']['test_top1']:.2f}% |"
+        log.info(
+            "=== %s: %s (%d epochs, %d seeds) ===", name, run.name, run.num_epochs, run.get("num_seeds", 1)
         )
-    table = "\n".join(lines)
+        result = loop.run(run, run_dir)
+        if result.get("preempted"):
+            stopped = name
+            break
+        results[name] = result_seeds(result)
+    wall = time.perf_counter() - t0
+    table = format_table(config, results)
+    note = f"\nStopped during {stopped}: rerun the same command to resume.\n" if stopped else ""
     text = (
-        f"# {config.get('description', config.name)}\n\n{table}\n\nWall time {wall / 60:.1f} min on {machine_description()}.\n"
-        "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch.\n"
+        f"# {config.get('description') or config.name}\n\n{table}\n{note}\n"
+        f"Wall time {wall / 60:.1f} min on {machine_description()}.\n"
+        "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch; "
+        "mean ± sample std over seeds; paper = the paper's reported top-1 (empty: not reported).\n"
     )
+    os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write(text)
-    print("\n" + table + f"\n\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
+    print("\n" + table + note + f"\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
     return results
