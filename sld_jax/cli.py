@@ -253,11 +253,20 @@ def train_main(argv: list[str] | None = None) -> int:
     if result["preempted"]:
         if _process_index() == 0:
             print(
-                f"stopped by SIGTERM after saving step {int(result['state'].step)}; rerun the "
+                f"stopped by SIGTERM after saving step {int(result['state'].step[0])}; rerun the "
                 f"same command to resume from {workdir}."
             )
         return 0
-    if result["best"] is not None and _process_index() == 0:
+    if len(result["seeds"]) > 1 and result["summary"] and _process_index() == 0:
+        from sld_jax.train.seeds import format_mean_std
+
+        best, last = result["summary"]["best_top1"], result["summary"]["last_top1"]
+        print(
+            f"{config.name}, {best['n']} seeds: best test top-1 {format_mean_std(best['values'])}% "
+            f"(min {100 * best['min']:.2f}, max {100 * best['max']:.2f}), last "
+            f"{format_mean_std(last['values'])}%; summary in {os.path.join(result['workdir'], 'summary.md')}"
+        )
+    elif result["best"] is not None and _process_index() == 0:
         print(
             f"{config.name}: best test top-1 {100 * result['best']['test_top1']:.2f}% "
             f"(epoch {result['best']['epoch']}), last {100 * result['last']['test_top1']:.2f}%; "

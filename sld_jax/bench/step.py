@@ -3,6 +3,11 @@
 ``python -m sld_jax.bench step [--batch-sizes 64,256] [--dtypes float32] [--student-swap on|off|both]
 [--min-time 2.0] [--no-torch] [--peak-tflops X]``
 
+``python -m sld_jax.bench step --num-seeds 1,2,4,8 [--seed-axis unroll,vmap,map]
+[--steps-per-dispatch 1] [--models resnet32x4,resnet8x4] [--dataset cifar100] [--batch-sizes 64]``
+measures the seed axis instead: images/s per seed of K seeds trained in one compiled program, for
+each way of computing the seed axis, and the ratio to K = 1 (1.0x: as fast as K separate runs).
+
 sld_jax side: one compiled ``sld_jax.train.step`` call (on-device weak+strong augmentation, teacher
 inference on both views, two student train-mode passes, the SLD objective, the PyTorch-SGD update)
 on CIFAR-shaped random uint8 images, over all local devices. PyTorch side (when installed): a
@@ -35,28 +40,45 @@ def step_flops_per_image() -> float:
     return 2.0 * (2 * MACS[TEACHER] + 2 * 3 * MACS[STUDENT])
 
 
-def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -> Callable[[], object]:
-    """A zero-argument callable running one compiled sld_jax train step (blocking).
+def jax_step(
+    batch: int,
+    *,
+    dtype: str = "float32",
+    student_swap: bool = True,
+    num_seeds: int = 1,
+    seed_axis: str = "auto",
+    steps_per_dispatch: int = 1,
+    teacher: str = TEACHER,
+    student: str = STUDENT,
+    dataset: str = "cifar100",
+) -> Callable[[], object]:
+    """A zero-argument callable running one compiled sld_jax dispatch (blocking).
 
-    The step is built by :func:`sld_jax.train.setup.build` from the paper's resnet32x4 -> resnet8x4
-    SLD config, as ``sld-train`` builds it, with CIFAR-100-shaped random data and a randomly
-    initialised teacher.
+    The dispatch is built by :func:`sld_jax.train.setup.build` from the paper's SLD config for
+    ``teacher -> student`` (default resnet32x4 -> resnet8x4), as ``sld-train`` builds it, with
+    ``num_seeds`` seeds and ``steps_per_dispatch`` steps per call, on random uint8 images of the
+    dataset's shape and a randomly initialised teacher. One call runs ``steps_per_dispatch`` steps
+    of every seed, each on a global batch of ``batch``.
     """
     import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     from sld_jax import configs_lib, models
     from sld_jax.data import pipeline, sources
     from sld_jax.train import setup
     from sld_jax.train.data_io import RunData
-    from sld_jax.train.mesh import make_mesh
-    from sld_jax.train.step import compile_train_step
+    from sld_jax.train.mesh import DATA_AXIS, make_mesh
 
     mesh = make_mesh(jax.local_devices())
     if batch % mesh.size:
         raise ValueError(f"batch {batch} must be divisible by the {mesh.size} devices.")
-    config = configs_lib.cifar_config("sld", TEACHER, STUDENT)
+    config = configs_lib.cifar_config("sld", teacher, student)
+    config.dataset.name = dataset
     config.batch_size, config.compute_dtype = batch, dtype
-    spec = sources.get_spec("cifar100")
+    config.num_seeds, config.seed_axis, config.steps_per_dispatch = num_seeds, seed_axis, steps_per_dispatch
+    config.data_placement = "host"
+    spec = sources.get_spec(dataset)
     data = RunData(
         spec=spec,
         num_train=spec.train_size,
@@ -65,28 +87,81 @@ def jax_step(batch: int, *, dtype: str = "float32", student_swap: bool = True) -
         train_batches=None,
         eval_batches=None,
     )
-    teacher = models.get_model(TEACHER, num_classes=spec.num_classes)
-    teacher_vars = models.init_variables(teacher, jax.random.PRNGKey(1), image_size=32)
+    teacher_model = models.get_model(teacher, num_classes=spec.num_classes)
+    teacher_vars = models.init_variables(teacher_model, jax.random.PRNGKey(1), image_size=spec.image_size)
     built = setup.build(config, mesh, data=data, teacher_variables=teacher_vars)
     rng = np.random.default_rng(0)
+    size, lead = spec.image_size, (steps_per_dispatch, num_seeds, batch)
     host = {
-        "image": rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8),
-        "label": rng.integers(0, 100, batch).astype(np.int32),
-        "mask": np.ones(batch, bool),
-        "index": np.arange(batch, dtype=np.int32),
+        "image": rng.integers(0, 256, lead + (size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, spec.num_classes, lead).astype(np.int32),
+        "mask": np.ones(lead, bool),
+        "index": np.broadcast_to(np.arange(batch, dtype=np.int32), lead).copy(),
     }
-    device_batch = pipeline.to_global(host, mesh, batch)
-    key = jax.device_put(
-        jax.random.PRNGKey(0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    )
-    step = compile_train_step(built.step_config(student_swap=student_swap), mesh)
+    feed = jax.device_put(host, NamedSharding(mesh, P(None, None, DATA_AXIS)))
+    step = built.dispatch(student_swap=student_swap)
+    active = built.active(steps_per_dispatch)
     holder = {"state": built.state}
 
     def run():
-        holder["state"], metrics = step(holder["state"], built.teacher_variables, device_batch, key)
+        holder["state"], metrics = step(
+            holder["state"], built.teacher_variables, feed, built.split, built.rngs, active
+        )
         jax.block_until_ready(metrics)
 
     return run
+
+
+def seeds_table(args) -> None:
+    """For each seed-axis form and K: images/s over all seeds and the per-seed throughput ratio
+    ``K * t(K=1) / t(K)`` (1.0x: K seeds in one program cost exactly K separate runs; above 1.0x
+    the shared launches pay off). The K = 1 time is the fastest form's, so every ratio compares
+    with the best single-seed run."""
+    import time
+
+    from sld_jax.train.setup import seed_axis_mode
+
+    counts = [int(k) for k in args.num_seeds.split(",")]
+    modes = args.seed_axis.split(",")
+    teacher, student = args.models.split(",")
+    print(
+        f"{teacher} -> {student} SLD, {args.dataset} shapes, global batch {args.batch_sizes} per seed, "
+        f"{args.steps_per_dispatch} step(s) per dispatch, student swap {args.student_swap}"
+    )
+    print(
+        "| seed axis | K | compile + first call s | ms/step (all seeds) | img/s per seed | per-seed ratio to K=1 |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    batch = int(args.batch_sizes.split(",")[0])
+    single = None
+    rows = []
+    for mode in modes:
+        for k in counts:
+            fn = jax_step(
+                batch,
+                dtype=args.dtypes.split(",")[0],
+                student_swap=args.student_swap != "off",
+                num_seeds=k,
+                seed_axis=mode,
+                steps_per_dispatch=args.steps_per_dispatch,
+                teacher=teacher,
+                student=student,
+                dataset=args.dataset,
+            )
+            t0 = time.perf_counter()
+            fn()
+            first = time.perf_counter() - t0
+            seconds = time_fn(fn, warmup=1, min_time=args.min_time, min_iters=3) / args.steps_per_dispatch
+            if k == 1:
+                single = seconds if single is None else min(single, seconds)
+            resolved = mode if mode != "auto" else f"auto ({seed_axis_mode({'seed_axis': 'auto'})})"
+            rows.append((resolved, k, first, seconds))
+            print(f"measured {resolved} K={k}: {1e3 * seconds:.1f} ms/step", flush=True)
+    for resolved, k, first, seconds in rows:
+        ratio = f"{k * single / seconds:.2f}x" if single else "-"
+        print(
+            f"| {resolved} | {k} | {first:.1f} | {1e3 * seconds:.1f} | {k * batch / seconds:.1f} | {ratio} |"
+        )
 
 
 def torch_step(batch: int, *, student_swap: bool = True, device: str = "cpu") -> Callable[[], object]:
@@ -136,7 +211,24 @@ def main(argv: list[str] | None = None) -> int:
         "GPUs (H100/H200/A100) are looked up per dtype",
     )
     parser.add_argument("--torch-device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--num-seeds",
+        default=None,
+        help="comma list of K (e.g. 1,2,4,8): the seed-axis table instead of the PyTorch comparison",
+    )
+    parser.add_argument("--seed-axis", default="unroll,vmap,map", help="comma list: unroll,vmap,map,auto")
+    parser.add_argument("--steps-per-dispatch", type=int, default=1)
+    parser.add_argument("--models", default=f"{TEACHER},{STUDENT}", help="teacher,student")
+    parser.add_argument("--dataset", default="cifar100", help="shapes of: cifar100 (32x32) or digits (16x16)")
     args = parser.parse_args(argv)
+    if args.num_seeds:
+        print(f"machine: {machine_description()}")
+        try:
+            print("load average %.2f %.2f %.2f" % os.getloadavg())
+        except OSError:
+            pass
+        seeds_table(args)
+        return 0
     batches = [int(b) for b in args.batch_sizes.split(",")]
     dtypes = args.dtypes.split(",")
     swaps = {"on": [True], "off": [False], "both": [False, True]}[args.student_swap]

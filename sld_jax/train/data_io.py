@@ -157,9 +157,7 @@ def _stacker(mesh: Mesh, num_steps: int, num_seeds: int):
     """A jitted ``[S*K global batches] -> feed [S, K, B, ...]`` (one compilation per shape)."""
 
     def stack(rows):
-        return jax.tree.map(
-            lambda *xs: jnp.stack(xs).reshape((num_steps, num_seeds) + xs[0].shape), *rows
-        )
+        return jax.tree.map(lambda *xs: jnp.stack(xs).reshape((num_steps, num_seeds) + xs[0].shape), *rows)
 
     return jax.jit(stack, out_shardings=_feed_sharding(mesh))
 
@@ -194,9 +192,9 @@ def train_feed(
     """
     s = steps_per_dispatch
     if resident:
-        ids = epoch_ids(
-            seeds, epoch=epoch, num_examples=data.num_train, global_batch_size=global_batch_size
-        )[start_step:stop_step]
+        ids = epoch_ids(seeds, epoch=epoch, num_examples=data.num_train, global_batch_size=global_batch_size)[
+            start_step:stop_step
+        ]
         for first in range(0, len(ids), s):
             chunk = ids[first : first + s]
             n = len(chunk)

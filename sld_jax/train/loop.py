@@ -158,6 +158,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
             best=is_best,
         )
 
+    checked_memory = False
     with _Preemption() as preemption:
         while step < stop_at:
             epoch = schedule.epoch_of_step(step, spe)
@@ -165,12 +166,25 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
             dispatch = built.dispatch(student_swap=built.student_swap(epoch))
             sums = None
             if first and meta.get("epoch_sums"):  # resuming inside an epoch: keep its sums
-                sums = jax.tree.map(jnp.asarray, meta["epoch_sums"])
+                sums = {k: jnp.asarray(v, jnp.float32) for k, v in meta["epoch_sums"].items()}
             progress.start_epoch(epoch, first)
             pending = None
             end = min(epoch * spe, stop_at) - (epoch - 1) * spe
             for feed, n in built.feeds(epoch=epoch, start_step=first, stop_step=end):
-                state, m = dispatch(state, built.teacher_variables, feed, built.split, built.rngs, built.active(n))
+                if not checked_memory:
+                    built.check_fits(
+                        dispatch,
+                        state,
+                        built.teacher_variables,
+                        feed,
+                        built.split,
+                        built.rngs,
+                        built.active(n),
+                    )
+                    checked_memory = True
+                state, m = dispatch(
+                    state, built.teacher_variables, feed, built.split, built.rngs, built.active(n)
+                )
                 if pending is not None:
                     _check_finite(pending, config, checkpointer, built.seeds)
                 pending = (step, n, m["finite"])
@@ -187,10 +201,14 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 preempted = preemption.requested
                 break
             lr = float(built.lr_fn(step - 1))
-            evals = evaluate_variables(built.eval_step, {"params": state.params, "batch_stats": state.batch_stats}, data)
+            evals = evaluate_variables(
+                built.eval_step, {"params": state.params, "batch_stats": state.batch_stats}, data
+            )
             train = _to_host_lists(sums)
             records = [
-                _epoch_record(epoch, {k: v[i] for k, v in train.items()}, lr, {k: v[i] for k, v in evals.items()})
+                _epoch_record(
+                    epoch, {k: v[i] for k, v in train.items()}, lr, {k: v[i] for k, v in evals.items()}
+                )
                 for i in range(num_seeds)
             ]
             for i, record in enumerate(records):
@@ -249,7 +267,9 @@ def _write_epoch(writer, step: int, records: list[dict], run_seeds: list[int]) -
     several = len(records) > 1
     for seed, record in zip(run_seeds, records):
         scalars = {k: v for k, v in record.items() if k != "epoch"}
-        writer.write(step, scalars, epoch=record["epoch"], seed=seed, tag_prefix=f"seed_{seed}/" if several else "")
+        writer.write(
+            step, scalars, epoch=record["epoch"], seed=seed, tag_prefix=f"seed_{seed}/" if several else ""
+        )
     if several:
         summary = {}
         for key in ("test_top1", "test_top5", "train_loss", "train_top1"):

@@ -25,7 +25,9 @@ def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
         epochs = [h["epoch"] for h in r["history"]]
         suffix = f" (seed {r['seed']})" if several else ""
         color = f"C{i % 10}"
-        ax.plot(epochs, [100 * h["test_top1"] for h in r["history"]], color=color, label=f"test top-1{suffix}")
+        ax.plot(
+            epochs, [100 * h["test_top1"] for h in r["history"]], color=color, label=f"test top-1{suffix}"
+        )
         ax.plot(
             epochs,
             [100 * h["train_top1"] for h in r["history"]],
@@ -99,4 +101,6 @@ def write_summary(
 
 
 def _stat_line(what: str, values: Sequence[float]) -> str:
-    return f"  - {what}: {seeds_lib.format_mean_std(values)}% ({100 * min(values):.2f}–{100 * max(values):.2f})"
+    return (
+        f"  - {what}: {seeds_lib.format_mean_std(values)}% ({100 * min(values):.2f}–{100 * max(values):.2f})"
+    )

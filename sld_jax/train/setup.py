@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sld_jax import models
+from sld_jax.errors import ConfigError
 from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, schedule, seeds, validation
 from sld_jax.train.data_io import RunData, open_datasets, train_feed, upload_split
@@ -81,29 +82,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
     num_seeds = config.get("num_seeds", 1)
     if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
-        raise ValueError(f"num_seeds must be a whole number >= 1, got {num_seeds!r}; e.g. --config.num_seeds=3.")
+        raise ConfigError(
+            f"num_seeds must be a whole number >= 1, got {num_seeds!r}; e.g. --config.num_seeds=3."
+        )
     spd = config.get("steps_per_dispatch")
     if spd is not None and (isinstance(spd, bool) or not isinstance(spd, int) or spd < 1):
-        raise ValueError(
+        raise ConfigError(
             f"steps_per_dispatch must be a whole number >= 1 (or unset for the backend's default), "
             f"got {spd!r}; e.g. --config.steps_per_dispatch=4."
         )
     mode = config.get("seed_axis", "auto")
     if mode != "auto" and mode not in SEED_AXIS_MODES:
-        raise ValueError(f"seed_axis must be 'auto', 'vmap' or 'unroll', got {mode!r}.")
+        raise ConfigError(f"seed_axis must be 'auto' or one of {SEED_AXIS_MODES}, got {mode!r}.")
     placement = config.get("data_placement", "auto")
     if placement not in DATA_PLACEMENTS:
-        raise ValueError(f"data_placement must be one of {DATA_PLACEMENTS}, got {placement!r}.")
+        raise ConfigError(f"data_placement must be one of {DATA_PLACEMENTS}, got {placement!r}.")
     if placement == "device" and config.dataset.name == "imagenet2012":
-        raise ValueError(
+        raise ConfigError(
             "data_placement='device' needs an in-memory dataset; imagenet2012 is streamed from the "
             "host: use --config.data_placement=host (or auto)."
         )
 
 
 def seed_axis_mode(config: ml_collections.ConfigDict, backend: str | None = None) -> str:
-    """``config.seed_axis`` with ``"auto"`` resolved for the backend (``"vmap"`` or ``"unroll"``)."""
+    """``config.seed_axis`` with ``"auto"`` resolved for the backend; one seed is always
+    ``"unroll"`` (the plain step, unbatched)."""
     mode = config.get("seed_axis", "auto")
+    if config.get("num_seeds", 1) == 1:
+        return "unroll"
     if mode != "auto":
         return mode
     return AUTO_SEED_AXIS.get(backend or jax.default_backend(), DEFAULT_SEED_AXIS)
@@ -195,6 +201,33 @@ class Run:
     def active(self, n: int) -> jax.Array:
         """The ``active`` mask of a feed with ``n`` real steps: bool ``[steps_per_dispatch]``."""
         return jax.device_put(np.arange(self.steps_per_dispatch) < n, NamedSharding(self.mesh, P()))
+
+    def check_fits(self, dispatch, *args) -> None:
+        """Raises :class:`~sld_jax.errors.ConfigError` when the compiled dispatch needs more memory
+        per device than the device has (from XLA's memory analysis, before the first step).
+
+        Backends that report no memory limit (the CPU) are not checked.
+        """
+        limit = device_memory_limit(self.mesh)
+        if limit is None:
+            return
+        analysis = dispatch.lower(*args).compile().memory_analysis()
+        if analysis is None:
+            return
+        need = (
+            analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+            + analysis.temp_size_in_bytes
+            - analysis.alias_size_in_bytes
+        )
+        if need > limit:
+            fits = max(1, int(self.num_seeds * limit / need))
+            raise ConfigError(
+                f"num_seeds={self.num_seeds} with batch_size={self.config.batch_size} needs about "
+                f"{need / 2**30:.2f} GiB per device (XLA's memory analysis of the compiled step) but a "
+                f"device has {limit / 2**30:.2f} GiB; use --config.num_seeds={fits} or a smaller "
+                "batch_size, or more devices."
+            )
 
     def compiled_variants(self) -> dict[bool, int]:
         """``{student_swap: number of compilations}`` of the dispatch functions built so far."""
@@ -304,6 +337,16 @@ def build(
         steps_per_dispatch=steps_per_dispatch(config),
         split=split,
     )
+
+
+def device_memory_limit(mesh: Mesh) -> int | None:
+    """Bytes of memory of one device of ``mesh`` (None when the backend does not say: the CPU)."""
+    device = mesh.devices.flat[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        return None
+    return None if not stats else stats.get("bytes_limit")
 
 
 def _resident(config: ml_collections.ConfigDict, data: RunData) -> bool:

@@ -226,7 +226,7 @@ def eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std) -> di
     return jax.lax.psum(sums, DATA_AXIS)
 
 
-SEED_AXIS_MODES = ("vmap", "unroll")
+SEED_AXIS_MODES = ("vmap", "unroll", "map")
 
 
 def map_seeds(fn, mode: str, in_axes: tuple, *args):
@@ -234,8 +234,9 @@ def map_seeds(fn, mode: str, in_axes: tuple, *args):
 
     Args:
       fn: a function of one seed's arguments.
-      mode: ``"vmap"`` (one batched program) or ``"unroll"`` (K copies of ``fn`` in one program:
-        on XLA:CPU a vmapped convolution weight becomes a slow grouped convolution).
+      mode: ``"vmap"`` (one batched program), ``"unroll"`` (K copies of ``fn`` in one program:
+        on XLA:CPU a vmapped convolution weight becomes a slow grouped convolution) or ``"map"``
+        (``lax.map``: one copy of ``fn`` run K times in a loop; compiles as fast as one seed).
       in_axes: per argument, 0 (mapped over seeds) or None (shared by every seed).
       args: the arguments; mapped ones have a leading seed axis of the same size K.
 
@@ -244,6 +245,14 @@ def map_seeds(fn, mode: str, in_axes: tuple, *args):
     """
     if mode == "vmap":
         return jax.vmap(fn, in_axes=in_axes)(*args)
+    if mode == "map":
+        mapped = tuple(a for a, ax in zip(args, in_axes) if ax is not None)
+
+        def one_seed(slices):
+            it = iter(slices)
+            return fn(*[a if ax is None else next(it) for a, ax in zip(args, in_axes)])
+
+        return jax.lax.map(one_seed, mapped)
     if mode != "unroll":
         raise ValueError(f"seed_axis must be one of {SEED_AXIS_MODES}, got {mode!r}.")
     mapped = [a for a, ax in zip(args, in_axes) if ax is not None]

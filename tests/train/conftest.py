@@ -21,6 +21,12 @@ def load_tiny_config_module():
 
 
 @pytest.fixture(scope="session")
+def tiny_config_module():
+    """``tests/train/train_tiny_config.py`` as a module (``get_config``, ``STEPS_PER_EPOCH``)."""
+    return load_tiny_config_module()
+
+
+@pytest.fixture(scope="session")
 def tiny_run(digits_data_dir, tmp_path_factory):
     """The uninterrupted 4-epoch vanilla run of ``train_tiny_config.py`` (read-only for users).
 

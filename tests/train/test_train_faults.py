@@ -183,7 +183,8 @@ def test_edited_metadata_values_and_nonfinite_arrays_fail_verification(saved, tm
         # The "last good checkpoint" named after a non-finite loss is one that verifies.
         assert checkpointer.last_good_step() == 1
         with pytest.raises(loop.NonFiniteLossError, match="Last good checkpoint: step 1 in"):
-            loop._check_finite((9, {"finite": 0.0}), configs_lib.base_config(), checkpointer)
+            # step 9 (the 1 step dispatched after step 8) of the run's one seed was not finite
+            loop._check_finite((8, 1, np.zeros((1, 1))), configs_lib.base_config(), checkpointer, [0])
     finally:
         checkpointer.close()
     messages = [str(w.message) for w in caught]

@@ -76,9 +76,9 @@ def test_sld_resume_is_bit_identical_and_compiles_two_variants(teacher_run, digi
     stopped = loop.run(
         tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, max_steps=3), str(tmp_path / "resumed")
     )
-    assert int(stopped["state"].step) == 3 and not stopped["history"]
+    assert int(stopped["state"].step[0]) == 3 and not stopped["history"]
     resumed = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir), str(tmp_path / "resumed"))
-    assert int(resumed["state"].step) == int(full["state"].step) == 8
+    assert int(resumed["state"].step[0]) == int(full["state"].step[0]) == 8
     assert_trees_equal(params_of(resumed), params_of(full))
     assert_trees_equal(
         jax.device_get(resumed["state"].batch_stats), jax.device_get(full["state"].batch_stats)
@@ -129,5 +129,5 @@ def test_nonfinite_loss_stops_with_the_step_and_last_checkpoint(digits_data_dir,
         loop.run(c, str(tmp_path / "nan"))
     c = tiny("vanilla", data_dir=digits_data_dir, epochs=1, on_nonfinite="skip", **{"optim.lr": 1e30})
     result = loop.run(c, str(tmp_path / "skip"))
-    assert int(result["state"].step) == 4
+    assert int(result["state"].step[0]) == 4
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(result)))

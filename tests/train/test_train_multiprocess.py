@@ -20,6 +20,7 @@ import pytest
 
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import loop
+from sld_jax.train.seeds import per_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -99,16 +100,17 @@ def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_
     config.dataset.limit_train = OVERRIDES["dataset.limit_train"]
     config.num_devices = 4
     reference = loop.run(config, str(tmp_path / "one_process"))
-    assert int(reference["state"].step) == STEPS
+    assert int(reference["state"].step[0]) == STEPS
 
     # The checkpoint both processes wrote into the shared workdir restores here (another topology).
     variables, meta = ckpt_lib.load_run_variables(workdir, which="last")
     expected = jax.device_get(
         {"params": reference["state"].params, "batch_stats": reference["state"].batch_stats}
     )
+    expected = jax.tree.map(lambda x: x[0], expected)  # the run's only seed
     # Equal up to the summation order of the cross-process (gloo) all-reduce.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), variables, expected)
-    [record] = meta["history"]
+    [record] = per_seed(meta)[0]["history"]
     want = reference["history"][0]
     assert record["test_count"] == want["test_count"] == 64  # every test image once
     assert record["test_top1"] == want["test_top1"]

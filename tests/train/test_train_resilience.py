@@ -28,6 +28,7 @@ import pytest
 
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import loop
+from sld_jax.train.seeds import per_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -96,7 +97,7 @@ def assert_same_run(workdir, result, reference):
     saved, meta = ckpt_lib.load_run_variables(workdir, which="last")
     expected, _ = ckpt_lib.load_run_variables(reference["workdir"], which="last")
     assert_trees_equal(saved, expected)
-    assert [h["epoch"] for h in meta["history"]] == list(range(1, EPOCHS + 1))
+    assert [h["epoch"] for h in per_seed(meta)[0]["history"]] == list(range(1, EPOCHS + 1))
     # One metrics line per epoch: lines written after the checkpoint resumed from are dropped.
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         assert [json.loads(line)["epoch"] for line in f] == list(range(1, EPOCHS + 1))
@@ -129,7 +130,7 @@ def unreadable_checkpoints(directory):
                         state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()
                     ),
                 )
-                assert int(restored["state"]["step"]) == step
+                assert int(restored["state"]["step"][0]) == step
             except Exception as e:  # noqa: BLE001 - any failure is the finding
                 errors[step] = f"{type(e).__name__}: {e}"
     return errors
@@ -198,7 +199,7 @@ class CliRun:
 def reference(tiny_run):
     """The uninterrupted run, in this process (``tiny(data_dir)``; shared with other modules)."""
     result, workdir = tiny_run, tiny_run["workdir"]
-    assert int(result["state"].step) == TOTAL_STEPS
+    assert int(result["state"].step[0]) == TOTAL_STEPS
     assert checkpoint_steps(workdir) == [SPE, 2 * SPE, 3 * SPE, 4 * SPE]
     return {**result, "workdir": workdir}
 
@@ -265,7 +266,7 @@ def test_sigterm_finishes_the_step_saves_and_exits_zero(preempted):
     assert p["steps_after_term"][-1] == p["stop"], p["steps_after_term"]
     # It holds the finished epochs and, when stopped inside an epoch, that epoch's running sums.
     meta = p["meta_after_term"]
-    assert len(meta["history"]) == p["stop"] // SPE
+    assert len(per_seed(meta)[0]["history"]) == p["stop"] // SPE
     assert (meta["epoch_sums"] is not None) == (p["stop"] % SPE != 0)
 
 
@@ -361,8 +362,8 @@ def test_unreadable_latest_checkpoint_warns_and_falls_back(reference, corruption
             state, meta = checkpointer.restore_latest(reference["state"])
     finally:
         checkpointer.close()
-    assert int(state.step) == TOTAL_STEPS - SPE
-    assert [h["epoch"] for h in meta["history"]] == list(range(1, EPOCHS))
+    assert int(state.step[0]) == TOTAL_STEPS - SPE
+    assert [h["epoch"] for h in per_seed(meta)[0]["history"]] == list(range(1, EPOCHS))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(host(state.params)))
 
 
@@ -388,7 +389,7 @@ def test_leftover_temporary_checkpoint_directory_is_ignored(reference, tmp_path)
     # A reader (sld-eval, a student loading its teacher) skips it and leaves it alone: it may be
     # the save in progress of a run that is still training.
     _, meta = ckpt_lib.load_run_variables(workdir, which="last")
-    assert len(meta["history"]) == EPOCHS and os.path.isdir(leftover)
+    assert len(per_seed(meta)[0]["history"]) == EPOCHS and os.path.isdir(leftover)
     # The trainer, starting on this workdir, ignores it.
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=4)
     try:
@@ -398,7 +399,7 @@ def test_leftover_temporary_checkpoint_directory_is_ignored(reference, tmp_path)
             state, _ = checkpointer.restore_latest(reference["state"])
     finally:
         checkpointer.close()
-    assert int(state.step) == TOTAL_STEPS
+    assert int(state.step[0]) == TOTAL_STEPS
     assert_trees_equal(host(state.params), host(reference["state"].params))
 
 
@@ -454,7 +455,7 @@ def test_failed_save_mid_run_keeps_the_previous_checkpoint(reference, digits_dat
     assert checkpoint_steps(workdir) == [SPE, 2 * SPE]
     assert unreadable_checkpoints(os.path.join(workdir, "checkpoints")) == {}
     _, meta = ckpt_lib.load_run_variables(workdir, which="last")
-    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert [h["epoch"] for h in per_seed(meta)[0]["history"]] == [1, 2]
     # Once there is space again, rerunning resumes from that checkpoint and ends where the
     # uninterrupted run ended.
     result = loop.run(tiny(digits_data_dir), workdir)
