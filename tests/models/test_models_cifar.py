@@ -234,7 +234,11 @@ def test_bf16_compute_keeps_float32_params_and_logits(name):
 # ---------------------------------------------------------------------------------------------------
 # Numerical forward passes against PyTorch twins of the reference definitions.
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+_FAST_COMPILE = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
 _FAMILY = ["resnet_tiny", "ResNet18", "wrn_16_2", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"]
 _MORE = ["resnet8", "resnet20", "resnet8x4", "ResNet50", "wrn_16_1", "wrn_40_1", "vgg11", "vgg16", "vgg19"]
 _NUMERIC = _FAMILY + (_MORE if os.environ.get("SLD_JAX_FULL_MODEL_TESTS") == "1" else [])
