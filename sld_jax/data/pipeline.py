@@ -156,14 +156,30 @@ def _gather(split: InMemorySplit, ids: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _batches(
-    split: InMemorySplit, order: np.ndarray, rows: np.ndarray, global_batch_size: int, start_step: int
-) -> Iterator[dict[str, np.ndarray]]:
+def batch_ids(order: np.ndarray, global_batch_size: int) -> np.ndarray:
+    """``order`` cut into global batches: int32 ``[steps, global_batch_size]``, the last padded with -1.
+
+    The one definition of which example each row of each batch holds (host and device pipelines).
+
+    >>> batch_ids(np.array([3, 1, 2]), 2).tolist()
+    [[3, 1], [2, -1]]
+    """
     steps = steps_per_epoch(len(order), global_batch_size)
-    padded = np.full(steps * global_batch_size, -1, np.int64)
+    padded = np.full(steps * global_batch_size, -1, np.int32)
     padded[: len(order)] = order
-    for step in range(start_step, steps):
-        yield _gather(split, padded[step * global_batch_size : (step + 1) * global_batch_size][rows])
+    return padded.reshape(steps, global_batch_size)
+
+
+def epoch_batch_ids(seed: int, epoch: int, num_examples: int, global_batch_size: int) -> np.ndarray:
+    """The training batches of an epoch as example ids: int32 ``[steps, global_batch_size]`` (-1: padding)."""
+    return batch_ids(epoch_permutation(seed, epoch, num_examples), global_batch_size)
+
+
+def _batches(
+    split: InMemorySplit, ids: np.ndarray, rows: np.ndarray, start_step: int
+) -> Iterator[dict[str, np.ndarray]]:
+    for step in range(start_step, len(ids)):
+        yield _gather(split, ids[step][rows])
 
 
 def host_train_batches(
@@ -185,8 +201,7 @@ def host_train_batches(
     """
     rows = process_rows(global_batch_size, mesh, process_index=process_index, process_count=process_count)
     _check_start(start_step, steps_per_epoch(len(split), global_batch_size))
-    order = epoch_permutation(seed, epoch, len(split))
-    return _batches(split, order, rows, global_batch_size, start_step)
+    return _batches(split, epoch_batch_ids(seed, epoch, len(split), global_batch_size), rows, start_step)
 
 
 def host_eval_batches(
@@ -203,7 +218,7 @@ def host_eval_batches(
     processes each example appears exactly once with ``mask=True``.
     """
     rows = process_rows(global_batch_size, mesh, process_index=process_index, process_count=process_count)
-    return _batches(split, np.arange(len(split)), rows, global_batch_size, 0)
+    return _batches(split, batch_ids(np.arange(len(split)), global_batch_size), rows, 0)
 
 
 def to_global(batch: dict[str, np.ndarray], mesh: Mesh, global_batch_size: int) -> dict[str, jax.Array]:

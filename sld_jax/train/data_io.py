@@ -145,11 +145,9 @@ def epoch_ids(seeds: Sequence[int], *, epoch: int, num_examples: int, global_bat
     Batch ``step`` of seed ``s`` holds exactly the examples that
     :func:`sld_jax.data.pipeline.train_batches` gives that seed's run at that step.
     """
-    steps = pipeline.steps_per_epoch(num_examples, global_batch_size)
-    ids = np.full((len(seeds), steps * global_batch_size), -1, np.int32)
-    for k, seed in enumerate(seeds):
-        ids[k, :num_examples] = pipeline.epoch_permutation(seed, epoch, num_examples)
-    return ids.reshape(len(seeds), steps, global_batch_size).transpose(1, 0, 2)
+    return np.stack(
+        [pipeline.epoch_batch_ids(seed, epoch, num_examples, global_batch_size) for seed in seeds], axis=1
+    )
 
 
 @functools.lru_cache(maxsize=16)

@@ -94,17 +94,25 @@ def _all_finite(tree) -> jax.Array:
 
 def _prepare(cfg: StepConfig, teacher_variables: Any, batch: dict, step_rng: jax.Array):
     """The views of a batch and the teacher's (stop-gradient) logits and features on them."""
-    views = _views(cfg, batch, step_rng)
-    teacher_logits, teacher_embeddings = None, ()
-    if cfg.teacher is not None:
-        both = jnp.concatenate(views, axis=0)
-        t_logits, t_features = cfg.teacher.apply(teacher_variables, both, train=False)
-        teacher_logits = tuple(jnp.split(jax.lax.stop_gradient(t_logits), len(views), axis=0))
-        if cfg.method.uses_features:
-            teacher_embeddings = tuple(
-                jnp.split(jax.lax.stop_gradient(t_features["pooled"]), len(views), axis=0)
-            )
-    return views, teacher_logits, teacher_embeddings
+    return _prepare_seeds(cfg, teacher_variables, [batch], [step_rng])[0]
+
+
+def _prepare_seeds(cfg: StepConfig, teacher_variables: Any, batches: list, step_rngs: list) -> list:
+    """:func:`_prepare` of several seeds' batches, with one teacher call on all their views."""
+    views = [_views(cfg, batch, rng) for batch, rng in zip(batches, step_rngs)]
+    if cfg.teacher is None:
+        return [(v, None, ()) for v in views]
+    flat = [view for seed_views in views for view in seed_views]
+    t_logits, t_features = cfg.teacher.apply(teacher_variables, jnp.concatenate(flat, axis=0), train=False)
+    logits = jnp.split(jax.lax.stop_gradient(t_logits), len(flat), axis=0)
+    pooled = jnp.split(jax.lax.stop_gradient(t_features["pooled"]), len(flat), axis=0)
+    out, i = [], 0
+    for seed_views in views:
+        n = len(seed_views)
+        embeddings = tuple(pooled[i : i + n]) if cfg.method.uses_features else ()
+        out.append((seed_views, tuple(logits[i : i + n]), embeddings))
+        i += n
+    return out
 
 
 def train_step(
@@ -298,6 +306,16 @@ def seeds_train_step(
             return _update(cfg, state, prepared, batch, jax.random.fold_in(rng, state.step))
 
         return map_seeds(shared, seed_axis, (0, 0), states, rngs)
+
+    if seed_axis == "unroll" and cfg.teacher is not None:
+        # One teacher call on every seed's views (a K-times larger batch), then each seed's update.
+        num = rngs.shape[0]
+        seed_states = [jax.tree.map(lambda x, k=k: x[k], states) for k in range(num)]
+        seed_batches = [jax.tree.map(lambda x, k=k: x[k], batch) for k in range(num)]
+        step_rngs = [jax.random.fold_in(rngs[k], seed_states[k].step) for k in range(num)]
+        prepared = _prepare_seeds(cfg, teacher_variables, seed_batches, step_rngs)
+        outs = [_update(cfg, seed_states[k], prepared[k], seed_batches[k], step_rngs[k]) for k in range(num)]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     def own(state, seed_batch, rng):
         return train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)
