@@ -21,7 +21,6 @@ from sld_jax.data import pipeline, sources
 from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, setup
 from sld_jax.train.data_io import RunData
-from sld_jax.train.step import compile_train_step
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 TEACHER, STUDENT = "resnet32x4", "resnet8x4"
@@ -96,14 +95,16 @@ def test_config_builds_and_traces_its_train_steps(method, mesh, teacher_variable
         config, mesh, data=data, teacher_variables=teacher_variables if method_row.uses_teacher else None
     )
     assert (built.teacher is None) == (not method_row.uses_teacher)
-    key = jax.random.PRNGKey(0)
+    feed = jax.tree.map(lambda x: x[None, None], batch)  # one step of one seed
     gates = (False, True) if method_row.student_swap_gated else (False,)
     for student_swap in gates:
-        step = compile_train_step(built.step_config(student_swap=student_swap), mesh)
-        new_state, metrics = jax.eval_shape(step, built.state, built.teacher_variables, batch, key)
+        step = built.dispatch(student_swap=student_swap)
+        new_state, metrics = jax.eval_shape(
+            step, built.state, built.teacher_variables, feed, built.split, built.rngs, built.active(1)
+        )
         shapes = jax.tree.map(lambda x: (x.shape, x.dtype), built.state)
         assert jax.tree.map(lambda x: (x.shape, x.dtype), new_state) == shapes, (method, student_swap)
-        assert all(m.shape == () and m.dtype == np.float32 for m in metrics.values()), metrics
+        assert all(m.shape == (1, 1) and m.dtype == np.float32 for m in metrics.values()), metrics
         expected = STEP_METRICS | (TEACHER_METRICS if method_row.uses_teacher else set())
         if method_row.uses_features:
             expected |= {"rkd"}

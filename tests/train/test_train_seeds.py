@@ -94,9 +94,9 @@ def test_one_seed_is_bit_identical_to_one_step_per_call(tiny_run, one_step_per_c
 
 @pytest.fixture(scope="module")
 def two_seeds(tiny_config, tmp_path_factory):
-    """K = 2 (seeds 0 and 1) for the tiny run's 4 epochs, batches from the host."""
+    """K = 2 (seeds 0 and 1) for the tiny run's 4 epochs (the split on the devices)."""
     workdir = str(tmp_path_factory.mktemp("two_seeds") / "run")
-    return loop.run(tiny_config(num_seeds=2, data_placement="host"), workdir)
+    return loop.run(tiny_config(num_seeds=2), workdir)
 
 
 def assert_seed_equals(state, k, want, *, rtol, atol):
@@ -129,8 +129,11 @@ def test_two_seeds_in_one_run_equal_two_runs(two_seeds, one_step_per_call):
 
 def test_several_steps_per_dispatch_equal_one_step_per_call(tiny_config, tmp_path, one_step_per_call):
     """A scan over stacks of 3 steps (a partial stack at the epoch's end, across an epoch
-    boundary) gives the parameters of one step per call, to float rounding."""
-    config = tiny_config(num_seeds=2, steps_per_dispatch=STEPS_PER_DISPATCH, max_steps=SCAN_STEPS)
+    boundary) of batches stacked on the host gives the parameters of one step per call, to float
+    rounding."""
+    config = tiny_config(
+        num_seeds=2, steps_per_dispatch=STEPS_PER_DISPATCH, max_steps=SCAN_STEPS, data_placement="host"
+    )
     result = loop.run(config, str(tmp_path / "scan"))
     assert int(np.asarray(result["state"].step)[0]) == SCAN_STEPS
     for k in (0, 1):
@@ -255,6 +258,6 @@ def test_a_seed_run_can_be_copied_and_resumed_by_another_dispatch_size(two_seeds
     workdir = str(tmp_path / "copy")
     shutil.copytree(two_seeds["workdir"], workdir)
     config = ml_collections.ConfigDict(json.load(open(os.path.join(workdir, "config.json"))))
-    config.steps_per_dispatch, config.data_placement = 1, "device"
+    config.steps_per_dispatch, config.data_placement = 4, "host"
     result = loop.run(config, workdir)
     assert [len(r["history"]) for r in result["seeds"]] == [EPOCHS, EPOCHS]
