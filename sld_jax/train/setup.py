@@ -31,13 +31,17 @@ from sld_jax.train.teacher import load_teacher
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 # How the seed axis is computed on each backend when ``seed_axis = "auto"``, and how many optimiser
-# steps one compiled call runs when ``steps_per_dispatch`` is None. On XLA:CPU ``vmap`` turns the
-# seeds' convolution weights into grouped convolutions (slower than separate runs), so the seeds
-# are unrolled there; ``python -m sld_jax.bench step --num-seeds 1,2,4`` measures both forms.
+# steps one compiled call runs when ``steps_per_dispatch`` is None, from
+# ``python -m sld_jax.bench step --num-seeds 1,2,4,8 [--steps-per-dispatch S]`` (README,
+# Performance). On XLA:CPU ``vmap`` turns the seeds' weights into batched convolutions and runs K
+# seeds at half the speed of K separate runs, while unrolled seeds run at the speed of separate
+# runs; a ``lax.scan`` of 4 steps ran 1.7x slower per step than one step per call. No accelerator
+# was measured: there the seeds are vmapped (one launch per op for all seeds) and the steps
+# dispatched one per call until a measurement says otherwise.
 AUTO_SEED_AXIS = {"cpu": "unroll"}
 DEFAULT_SEED_AXIS = "vmap"
 AUTO_STEPS_PER_DISPATCH = {"cpu": 1}
-DEFAULT_STEPS_PER_DISPATCH = 8
+DEFAULT_STEPS_PER_DISPATCH = 1
 DATA_PLACEMENTS = ("auto", "device", "host")
 # "auto" keeps an in-memory train split on the devices up to this size (each device holds a copy).
 RESIDENT_SPLIT_MAX_BYTES = 2 * 1024**3

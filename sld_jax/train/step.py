@@ -1,5 +1,10 @@
 """The train and eval steps: pure per-device functions and their ``shard_map`` wrappers.
 
+:func:`train_step` is one optimiser step of one seed. The trainer calls :func:`dispatch_steps`:
+S such steps (a ``lax.scan`` when S > 1) of K seeds (:func:`seeds_train_step`, the seeds
+``vmap``ped, unrolled or ``lax.map``ped: :func:`map_seeds`), on batches stacked on the host or
+gathered on the device from a resident split (:func:`gather_batch`).
+
 A step is a pure function ``(state, teacher_variables, batch, rng) -> (state, metrics)``; all
 hyper-parameters that change the computation are fields of the frozen, hashable
 :class:`StepConfig`, so the loop holds one compiled function per static variant (two for SLD: the
@@ -444,14 +449,3 @@ def compile_train_step(cfg: StepConfig, mesh: Mesh):
         out_specs=(P(), P()),
     )
     return jax.jit(fn, donate_argnums=(0,))
-
-
-def compile_eval_step(model: nn.Module, mesh: Mesh, mean, std):
-    """``jit(shard_map(eval_step))`` with replicated variables and a batch split over ``data``."""
-    fn = jax.shard_map(
-        functools.partial(eval_step, model=model, mean=tuple(mean), std=tuple(std)),
-        mesh=mesh,
-        in_specs=(P(), P(DATA_AXIS)),
-        out_specs=P(),
-    )
-    return jax.jit(fn)

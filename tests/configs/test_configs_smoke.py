@@ -83,5 +83,5 @@ def test_method_config_runs_two_steps(rel, teacher_dir, mock_cifar, tmp_path):
     if config.method.endswith("+sld"):
         config.loss.gamma = 0  # epoch 1 > γ: the student-swap variant compiles and runs too
     result = loop.run(config, str(tmp_path / "run"))
-    assert int(result["state"].step) == 2
+    assert int(result["state"].step[0]) == 2
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(result["state"].params)))

@@ -127,7 +127,8 @@ def test_nonfinite_loss_stops_with_the_step_and_last_checkpoint(digits_data_dir,
     c = tiny("vanilla", data_dir=digits_data_dir, **{"optim.lr": 1e30})
     with pytest.raises(loop.NonFiniteLossError, match=r"step \d+: the loss or a gradient is not finite"):
         loop.run(c, str(tmp_path / "nan"))
-    c = tiny("vanilla", data_dir=digits_data_dir, epochs=1, on_nonfinite="skip", **{"optim.lr": 1e30})
+    # the same program as above (2 epochs), stopped after epoch 1's 4 steps
+    c = tiny("vanilla", data_dir=digits_data_dir, on_nonfinite="skip", max_steps=4, **{"optim.lr": 1e30})
     result = loop.run(c, str(tmp_path / "skip"))
     assert int(result["state"].step[0]) == 4
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(result)))
