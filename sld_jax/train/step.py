@@ -296,7 +296,7 @@ def seeds_train_step(
         ``[b, ...]`` when ``shares_data``.
       rngs: ``[K, 2]`` the seeds' base keys.
       cfg: the static :class:`StepConfig`.
-      seed_axis: ``"vmap"`` or ``"unroll"`` (:func:`map_seeds`).
+      seed_axis: ``"vmap"``, ``"unroll"`` or ``"map"`` (:func:`map_seeds`).
       shares_data: every seed sees the same batch and views (those of the first seed's key): the
         views and the teacher's forward pass are computed once; dropout keys stay per seed.
 
