@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 
 import jax
 import ml_collections
@@ -152,8 +154,11 @@ def test_sld_eval_reports_every_seed_and_their_mean(two_seeds):
 def test_two_seeds_resume_after_preemption_and_a_corrupt_checkpoint(
     tiny_config, digits_data_dir, tmp_path, monkeypatch, one_step_per_call, collect_orbax_leftovers
 ):
-    """Preempted inside epoch 2 (saved at step 12), the newest checkpoint then corrupted: the resume
-    falls back to epoch 1's checkpoint and finishes with the parameters of two separate runs."""
+    """SIGTERM inside epoch 2 (saved at step 12), the newest checkpoint then corrupted: the resume
+    falls back to epoch 1's checkpoint and finishes with the parameters of two separate runs.
+
+    The signal is real where the test runs in the main thread (the trainer's handler catches it);
+    elsewhere no handler can be installed and the test sets the flag the handler would set."""
     workdir = str(tmp_path / "run")
     config = tiny_config(num_seeds=2)
     preemptions = []
@@ -164,7 +169,10 @@ def test_two_seeds_resume_after_preemption_and_a_corrupt_checkpoint(
     def update_then_preempt(self, *args, **kwargs):
         update(self, *args, **kwargs)
         if self.epoch == 2 and self._done == SPE // 2:
-            preemptions[-1].requested = True
+            if threading.current_thread() is threading.main_thread():
+                signal.raise_signal(signal.SIGTERM)
+            else:
+                preemptions[-1].requested = True
 
     monkeypatch.setattr(metrics_lib.Progress, "update", update_then_preempt)
     first = loop.run(config, workdir)
