@@ -233,10 +233,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 break
     writer.close()
     wall = time.perf_counter() - t_start
-    results = [
-        {"seed": s, "history": h, "best": b, "last": h[-1] if h else None}
-        for s, h, b in zip(built.seeds, histories, bests)
-    ]
+    results = seeds_lib.per_seed({"seeds": built.seeds, "histories": histories, "bests": bests})
     if jax.process_index() == 0 and histories[0]:
         report.plot_histories(results, os.path.join(workdir, "accuracy.png"), config.name)
         report.write_summary(

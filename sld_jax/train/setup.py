@@ -84,17 +84,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
-    num_seeds = config.get("num_seeds", 1)
-    if isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or num_seeds < 1:
-        raise ConfigError(
-            f"num_seeds must be a whole number >= 1, got {num_seeds!r}; e.g. --config.num_seeds=3."
-        )
-    spd = config.get("steps_per_dispatch")
-    if spd is not None and (isinstance(spd, bool) or not isinstance(spd, int) or spd < 1):
-        raise ConfigError(
-            f"steps_per_dispatch must be a whole number >= 1 (or unset for the backend's default), "
-            f"got {spd!r}; e.g. --config.steps_per_dispatch=4."
-        )
+    """The seed axis's choices (``num_seeds`` and ``steps_per_dispatch`` are ranges:
+    :mod:`sld_jax.train.validation`)."""
     mode = config.get("seed_axis", "auto")
     if mode != "auto" and mode not in SEED_AXIS_MODES:
         raise ConfigError(f"seed_axis must be 'auto' or one of {SEED_AXIS_MODES}, got {mode!r}.")
