@@ -122,16 +122,16 @@ def _open_imagenet(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
     )
 
 
-def _replicated_from_host(array: np.ndarray, mesh: Mesh) -> jax.Array:
-    """A host array (equal on every process) as a global array replicated on ``mesh``."""
-    return jax.make_array_from_callback(array.shape, NamedSharding(mesh, P()), lambda idx: array[idx])
+def _from_host(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A host array (equal on every process) as a global array with ``sharding``."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda idx: array[idx])
 
 
 def upload_split(split, mesh: Mesh) -> dict[str, jax.Array]:
     """An in-memory split on every device of ``mesh``: ``image`` uint8 ``[N, H, W, 3]``, ``label`` int32 ``[N]``."""
     return {
-        "image": _replicated_from_host(np.ascontiguousarray(split.images), mesh),
-        "label": _replicated_from_host(np.asarray(split.labels, np.int32), mesh),
+        "image": _from_host(np.ascontiguousarray(split.images), NamedSharding(mesh, P())),
+        "label": _from_host(np.asarray(split.labels, np.int32), NamedSharding(mesh, P())),
     }
 
 
@@ -198,7 +198,7 @@ def train_feed(
             n = len(chunk)
             if n < s:
                 chunk = np.concatenate([chunk, np.full((s - n,) + chunk.shape[1:], -1, np.int32)])
-            yield {"ids": _global_feed(chunk, mesh)}, n
+            yield {"ids": _from_host(chunk, _feed_sharding(mesh))}, n
         return
     streams = [data.train_batches(epoch=epoch, start_step=start_step, seed=seed) for seed in seeds]
     rows: list = []
@@ -210,8 +210,3 @@ def train_feed(
             flat = [batch for row in rows for batch in row]
             yield _stacker(mesh, s, len(seeds))(flat), n
             rows = []
-
-
-def _global_feed(ids: np.ndarray, mesh: Mesh) -> jax.Array:
-    """Host ids ``[S, K, B]`` (equal on every process) as a global array sharded over ``data``."""
-    return jax.make_array_from_callback(ids.shape, _feed_sharding(mesh), lambda idx: ids[idx])

@@ -157,6 +157,7 @@ class Run:
     steps_per_dispatch: int
     split: dict
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+    _active: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_seeds(self) -> int:
@@ -194,8 +195,12 @@ class Run:
         )
 
     def active(self, n: int) -> jax.Array:
-        """The ``active`` mask of a feed with ``n`` real steps: bool ``[steps_per_dispatch]``."""
-        return jax.device_put(np.arange(self.steps_per_dispatch) < n, NamedSharding(self.mesh, P()))
+        """The ``active`` mask of a feed with ``n`` real steps: bool ``[steps_per_dispatch]`` (built
+        once per ``n``, not every step)."""
+        if n not in self._active:
+            mask = np.arange(self.steps_per_dispatch) < n
+            self._active[n] = jax.device_put(mask, NamedSharding(self.mesh, P()))
+        return self._active[n]
 
     def check_fits(self, dispatch, *args) -> None:
         """Raises :class:`~sld_jax.errors.ConfigError` when the compiled dispatch needs more memory

@@ -270,11 +270,18 @@ def map_seeds(fn, mode: str, in_axes: tuple, *args):
         raise ValueError(f"seed_axis must be one of {SEED_AXIS_MODES}, got {mode!r}.")
     mapped = [a for a, ax in zip(args, in_axes) if ax is not None]
     num = jax.tree.leaves(mapped)[0].shape[0]
-    outs = []
-    for k in range(num):
-        one = [a if ax is None else jax.tree.map(lambda x, k=k: x[k], a) for a, ax in zip(args, in_axes)]
-        outs.append(fn(*one))
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    per_arg = [[a] * num if ax is None else _unstack(a, num) for a, ax in zip(args, in_axes)]
+    return _stack([fn(*one) for one in zip(*per_arg)])
+
+
+def _unstack(tree, num: int) -> list:
+    """A tree with a leading seed axis of size ``num`` -> one tree per seed."""
+    return [jax.tree.map(lambda x, k=k: x[k], tree) for k in range(num)]
+
+
+def _stack(trees: list):
+    """One tree per seed -> a tree with a leading seed axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def seeds_train_step(
@@ -315,12 +322,10 @@ def seeds_train_step(
     if seed_axis == "unroll" and cfg.teacher is not None:
         # One teacher call on every seed's views (a K-times larger batch), then each seed's update.
         num = rngs.shape[0]
-        seed_states = [jax.tree.map(lambda x, k=k: x[k], states) for k in range(num)]
-        seed_batches = [jax.tree.map(lambda x, k=k: x[k], batch) for k in range(num)]
+        seed_states, seed_batches = _unstack(states, num), _unstack(batch, num)
         step_rngs = [jax.random.fold_in(rngs[k], seed_states[k].step) for k in range(num)]
         prepared = _prepare_seeds(cfg, teacher_variables, seed_batches, step_rngs)
-        outs = [_update(cfg, seed_states[k], prepared[k], seed_batches[k], step_rngs[k]) for k in range(num)]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        return _stack([_update(cfg, *args) for args in zip(seed_states, prepared, seed_batches, step_rngs)])
 
     def own(state, seed_batch, rng):
         return train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)
