@@ -27,6 +27,7 @@ ValueError: unknown model 'resnet8X4'; did you mean 'resnet8x4'? ...
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -99,9 +100,10 @@ def get_model(
 
 
 def init_variables(model: nn.Module, rng: jax.Array, *, image_size: int) -> dict[str, Any]:
-    """``model.init`` on a ``[1, image_size, image_size, 3]`` input, compiled for a single use.
+    """``model.init`` on a ``[1, image_size, image_size, 3]`` input (compiled once per model, input
+    size and key type in a process, so K seeds or several runs of one model share it).
 
-    Initialisation runs once per run, but its graph (a threefry draw and an ``erf_inv`` per
+    Initialisation runs once per seed, but its graph (a threefry draw and an ``erf_inv`` per
     tensor) takes XLA's CPU backend longer to optimise than the whole train step; it is compiled
     with the backend optimisation level 0, which cuts that compile about tenfold. The values are
     a deterministic function of ``rng`` (they may differ in the last bits from an optimised
@@ -119,10 +121,26 @@ def init_variables(model: nn.Module, rng: jax.Array, *, image_size: int) -> dict
     >>> sorted(v)
     ['batch_stats', 'params']
     """
+    if not isinstance(rng, jax.Array):
+        rng = jnp.asarray(rng)
+    args = (model, image_size, rng.shape, rng.dtype)
+    try:
+        compiled = _shared_init(*args)
+    except TypeError:  # a model with an unhashable field: compiled for this call only
+        compiled = _compile_init(*args)
+    return dict(compiled(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32)))
+
+
+def _compile_init(model: nn.Module, image_size: int, key_shape: tuple, key_dtype) -> Any:
+    """The compiled ``model.init`` of :func:`init_variables` for one model, input size and key type."""
     dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    lowered = jax.jit(lambda key, x: model.init(key, x, train=False)).lower(rng, dummy)
-    compiled = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
-    return dict(compiled(rng, jnp.zeros(dummy.shape, dummy.dtype)))
+    key = jax.ShapeDtypeStruct(key_shape, key_dtype)
+    lowered = jax.jit(lambda k, x: model.init(k, x, train=False)).lower(key, dummy)
+    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
+
+
+# Built once per process and argument (a run of K seeds, or several runs of one model, compile it once).
+_shared_init = functools.lru_cache(maxsize=16)(_compile_init)
 
 
 def _shapes(tree) -> dict[str, tuple]:

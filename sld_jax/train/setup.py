@@ -9,6 +9,7 @@ and ``python -m sld_jax.bench step`` alike.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -298,10 +299,14 @@ def build(
         else:
             teacher = models.get_model(config.teacher.arch, num_classes=spec.num_classes, dtype=dtype)
         teacher_variables = jax.device_put(teacher_variables, replicated)
-    lr_fn = schedule.lr_schedule(
-        config.optim.lr, config.optim.stages, data.steps_per_epoch, config.optim.decay_rate
+    lr_fn, tx = optimizer(
+        float(config.optim.lr),
+        tuple(int(s) for s in config.optim.stages),
+        data.steps_per_epoch,
+        float(config.optim.decay_rate),
+        float(config.optim.momentum),
+        float(config.optim.weight_decay),
     )
-    tx = pytorch_sgd(lr_fn, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay)
     # Parameters are initialised outside shard_map, where no BatchNorm axis name is bound.
     init_model = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype)
     run_seeds = seeds.seed_values(config.seed, config.get("num_seeds", 1))
@@ -337,6 +342,29 @@ def build(
         steps_per_dispatch=steps_per_dispatch(config),
         split=split,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def optimizer(
+    lr: float,
+    stages: tuple[int, ...],
+    steps_per_epoch: int,
+    decay_rate: float,
+    momentum: float,
+    weight_decay: float,
+) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """The reference's learning-rate schedule and SGD, one pair of objects per distinct setting.
+
+    Equal settings return the same objects, so two builds of one config give equal
+    :class:`~sld_jax.train.step.StepConfig` values and share one traced and compiled step in a
+    process (:func:`~sld_jax.train.step.compile_dispatch`): a resumed or repeated run in the same
+    process compiles nothing again.
+
+    >>> optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4) is optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4)
+    True
+    """
+    lr_fn = schedule.lr_schedule(lr, stages, steps_per_epoch, decay_rate)
+    return lr_fn, pytorch_sgd(lr_fn, momentum=momentum, weight_decay=weight_decay)
 
 
 def device_memory_limit(mesh: Mesh) -> int | None:

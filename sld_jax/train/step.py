@@ -417,29 +417,56 @@ def seeds_eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std,
     )
 
 
-def compile_dispatch(cfg: StepConfig, mesh: Mesh, *, seed_axis: str = "unroll", shares_data: bool = False):
-    """``jit(shard_map(dispatch_steps))``: states, teacher, split and keys replicated; the feed's
-    batch axis (axis 2) split over ``data``. The states argument is donated."""
-    fn = jax.shard_map(
+def _shared(make):
+    """Memoises ``make`` on its (hashable) arguments, so that equal static descriptions give one
+    function object: JAX traces, lowers and compiles a function once per process and argument
+    shapes, whichever ``jax.jit`` wrapper calls it. Unhashable arguments are built afresh."""
+    cached = functools.lru_cache(maxsize=16)(make)
+
+    @functools.wraps(make)
+    def get(*args):
+        try:
+            return cached(*args)
+        except TypeError:  # an unhashable field (e.g. a list in the objective's keyword arguments)
+            return make(*args)
+
+    return get
+
+
+@_shared
+def _sharded_dispatch(cfg: StepConfig, mesh: Mesh, seed_axis: str, shares_data: bool):
+    return jax.shard_map(
         functools.partial(dispatch_steps, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data),
         mesh=mesh,
         in_specs=(P(), P(), P(None, None, DATA_AXIS), P(), P(), P()),
         out_specs=(P(), P()),
     )
-    return jax.jit(fn, donate_argnums=(0,))
 
 
-def compile_seeds_eval_step(model: nn.Module, mesh: Mesh, mean, std, *, seed_axis: str = "unroll"):
-    """``jit(shard_map(seeds_eval_step))``: seeds' variables replicated, the batch split over ``data``."""
-    fn = jax.shard_map(
-        functools.partial(
-            seeds_eval_step, model=model, mean=tuple(mean), std=tuple(std), seed_axis=seed_axis
-        ),
+@_shared
+def _sharded_seeds_eval(model: nn.Module, mesh: Mesh, mean: tuple, std: tuple, seed_axis: str):
+    return jax.shard_map(
+        functools.partial(seeds_eval_step, model=model, mean=mean, std=std, seed_axis=seed_axis),
         mesh=mesh,
         in_specs=(P(), P(DATA_AXIS)),
         out_specs=P(),
     )
-    return jax.jit(fn)
+
+
+def compile_dispatch(cfg: StepConfig, mesh: Mesh, *, seed_axis: str = "unroll", shares_data: bool = False):
+    """``jit(shard_map(dispatch_steps))``: states, teacher, split and keys replicated; the feed's
+    batch axis (axis 2) split over ``data``. The states argument is donated.
+
+    Equal arguments share one traced and compiled program in a process (a resumed or repeated run
+    compiles nothing again); each call returns a fresh ``jax.jit`` wrapper, whose ``_cache_size()``
+    counts the programs its caller ran."""
+    return jax.jit(_sharded_dispatch(cfg, mesh, seed_axis, shares_data), donate_argnums=(0,))
+
+
+def compile_seeds_eval_step(model: nn.Module, mesh: Mesh, mean, std, *, seed_axis: str = "unroll"):
+    """``jit(shard_map(seeds_eval_step))``: seeds' variables replicated, the batch split over ``data``
+    (shared between equal arguments as :func:`compile_dispatch`)."""
+    return jax.jit(_sharded_seeds_eval(model, mesh, tuple(mean), tuple(std), seed_axis))
 
 
 def compile_train_step(cfg: StepConfig, mesh: Mesh):

@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from sld_jax import configs_lib
-from sld_jax.train import loop
+from sld_jax import configs_lib, models
+from sld_jax.train import loop, setup
+from sld_jax.train.mesh import mesh_for
 from sld_jax.train.teacher import TeacherMismatchError
 
 
@@ -132,3 +133,28 @@ def test_nonfinite_loss_stops_with_the_step_and_last_checkpoint(digits_data_dir,
     result = loop.run(c, str(tmp_path / "skip"))
     assert int(result["state"].step[0]) == 4
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(result)))
+
+
+def test_equal_configs_share_one_traced_step_in_a_process(digits_data_dir):
+    """Two builds of one config (a resume, a repeated run) share the traced and compiled step, the
+    eval step and the initialisation; each build's dispatch wrapper counts its own compilations."""
+    config = tiny("sld", data_dir=digits_data_dir, teacher="unused")
+    mesh = mesh_for(config)
+    teacher = models.init_variables(
+        models.get_model("resnet_tiny", num_classes=10), jax.random.PRNGKey(1), image_size=16
+    )
+    hits = models._shared_init.cache_info().hits
+    a, b = (setup.build(config, mesh, teacher_variables=teacher) for _ in range(2))
+    assert models._shared_init.cache_info().hits > hits
+    assert a.tx is b.tx
+    for swap in (False, True):
+        assert a.step_config(student_swap=swap) == b.step_config(student_swap=swap)
+        fa, fb = a.dispatch(student_swap=swap), b.dispatch(student_swap=swap)
+        assert fa is not fb and fa.__wrapped__ is fb.__wrapped__
+    assert a.eval_step.__wrapped__ is b.eval_step.__wrapped__
+    other = setup.build(
+        tiny("sld", data_dir=digits_data_dir, teacher="unused", **{"optim.lr": 0.1}),
+        mesh,
+        teacher_variables=teacher,
+    )
+    assert other.dispatch(student_swap=False).__wrapped__ is not a.dispatch(student_swap=False).__wrapped__
