@@ -5,12 +5,13 @@
 #
 # Usage: launch/local_multiprocess.sh NUM_PROCESSES DEVICES_PER_PROCESS [sld-train args...]
 #   e.g. launch/local_multiprocess.sh 2 2 --config configs/digits/demo.py --workdir /tmp/mp_run
-# Environment: PORT (coordinator port, default a free one), PYTHON (default: python).
+# Environment: PORT (coordinator port, default a free one), PYTHON (default: python), XLA_FLAGS
+# (kept, with the device count set to DEVICES_PER_PROCESS).
 # Each process's output goes to $LOG_DIR/process_<i>.log (default: the current directory's
 # .multiprocess_logs); process 0 also echoes to the terminal. Exits non-zero if any process fails.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0"; exit 2
+  sed -n '2,11p' "$0"; exit 2
 fi
 NUM_PROCESSES=$1; DEVICES=$2; shift 2
 PYTHON=${PYTHON:-python}
@@ -19,7 +20,9 @@ LOG_DIR=${LOG_DIR:-.multiprocess_logs}
 mkdir -p "$LOG_DIR"
 export JAX_PLATFORMS=cpu
 export JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo
-export XLA_FLAGS="--xla_force_host_platform_device_count=${DEVICES}"
+# Any XLA_FLAGS of the caller are kept; only the simulated device count is replaced.
+XLA_FLAGS=$(printf '%s' "${XLA_FLAGS:-}" | sed -E 's/--xla_force_host_platform_device_count=[0-9]+//g')
+export XLA_FLAGS="${XLA_FLAGS} --xla_force_host_platform_device_count=${DEVICES}"
 pids=()
 for ((i = 0; i < NUM_PROCESSES; i++)); do
   "$PYTHON" -m sld_jax.cli "$@" --coordinator_address="127.0.0.1:${PORT}" \
