@@ -27,7 +27,6 @@ ValueError: unknown model 'resnet8X4'; did you mean 'resnet8x4'? ...
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -35,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sld_jax.memo import shared
 from sld_jax.models.cifar import CIFAR_MODEL_INFO, CIFAR_MODELS
 from sld_jax.models.imagenet import IMAGENET_MODEL_INFO, IMAGENET_MODELS
 from sld_jax.models.layers import Linear
@@ -123,11 +123,7 @@ def init_variables(model: nn.Module, rng: jax.Array, *, image_size: int) -> dict
     """
     if not isinstance(rng, jax.Array):
         rng = jnp.asarray(rng)
-    args = (model, image_size, rng.shape, rng.dtype)
-    try:
-        compiled = _shared_init(*args)
-    except TypeError:  # a model with an unhashable field: compiled for this call only
-        compiled = _compile_init(*args)
+    compiled = _shared_init(model, image_size, rng.shape, rng.dtype)
     return dict(compiled(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32)))
 
 
@@ -140,7 +136,7 @@ def _compile_init(model: nn.Module, image_size: int, key_shape: tuple, key_dtype
 
 
 # Built once per process and argument (a run of K seeds, or several runs of one model, compile it once).
-_shared_init = functools.lru_cache(maxsize=16)(_compile_init)
+_shared_init = shared(_compile_init)
 
 
 def _shapes(tree) -> dict[str, tuple]:

@@ -29,6 +29,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from sld_jax.data import augment
+from sld_jax.memo import shared
 from sld_jax.train import methods
 from sld_jax.train.mesh import DATA_AXIS
 from sld_jax.train.state import TrainState
@@ -417,23 +418,7 @@ def seeds_eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std,
     )
 
 
-def _shared(make):
-    """Memoises ``make`` on its (hashable) arguments, so that equal static descriptions give one
-    function object: JAX traces, lowers and compiles a function once per process and argument
-    shapes, whichever ``jax.jit`` wrapper calls it. Unhashable arguments are built afresh."""
-    cached = functools.lru_cache(maxsize=16)(make)
-
-    @functools.wraps(make)
-    def get(*args):
-        try:
-            return cached(*args)
-        except TypeError:  # an unhashable field (e.g. a list in the objective's keyword arguments)
-            return make(*args)
-
-    return get
-
-
-@_shared
+@shared
 def _sharded_dispatch(cfg: StepConfig, mesh: Mesh, seed_axis: str, shares_data: bool):
     return jax.shard_map(
         functools.partial(dispatch_steps, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data),
@@ -443,7 +428,7 @@ def _sharded_dispatch(cfg: StepConfig, mesh: Mesh, seed_axis: str, shares_data: 
     )
 
 
-@_shared
+@shared
 def _sharded_seeds_eval(model: nn.Module, mesh: Mesh, mean: tuple, std: tuple, seed_axis: str):
     return jax.shard_map(
         functools.partial(seeds_eval_step, model=model, mean=mean, std=std, seed_axis=seed_axis),
