@@ -33,6 +33,7 @@ checkpoint of ``{"params", "batch_stats"}``); :func:`load_teacher_dir` reads it 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -124,8 +125,13 @@ def default_num_classes(arch: str) -> int:
     return 1000 if info.get("resolution") == 224 or arch.startswith("imagenet_") else 100
 
 
+@functools.lru_cache(maxsize=32)
 def _expected_variables(arch: str, num_classes: int) -> dict[str, Any]:
-    """Abstract ``{"params", "batch_stats"}`` (ShapeDtypeStructs) of the registry model ``arch``."""
+    """Abstract ``{"params", "batch_stats"}`` (ShapeDtypeStructs) of the registry model ``arch``.
+
+    Traced once per ``(arch, num_classes)`` in a process (a few tenths of a second for the larger
+    models; every conversion and teacher load needs it). The result is shared: read it only.
+    """
     from sld_jax.models import get_model
 
     model = get_model(arch, num_classes=num_classes)

@@ -54,6 +54,27 @@ def _options(keep: int | None) -> ocp.CheckpointManagerOptions:
     )
 
 
+def _one_replica(tree: Any) -> Any:
+    """``tree`` with each array replicated over several devices of this (only) process replaced by
+    its first device's copy (no copy is made).
+
+    Orbax saves a replicated array "replica-parallel": each replica writes a slice, which on one
+    process costs two eager slice programs per array and save for nothing. One replica writes the
+    same values; restores take their sharding from their target, so nothing else changes. Under
+    several processes the arrays are left to orbax, whose replica-parallel writes spread a save
+    over the hosts.
+    """
+    if jax.process_count() > 1:
+        return tree
+
+    def leaf(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 and x.is_fully_replicated:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree.map(leaf, tree)
+
+
 def _abstract(tree: Any) -> Any:
     def leaf(x):
         if isinstance(x, jax.Array):
@@ -84,7 +105,7 @@ class Checkpointer:
     def save(self, step: int, state: Any, metadata: dict, *, best: bool = False) -> None:
         """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it."""
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
+            state=ocp.args.StandardSave(_one_replica(state)),
             metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
         )
         managers = [self._last] + ([self._best] if best else [])

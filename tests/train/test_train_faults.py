@@ -161,6 +161,29 @@ def test_random_bytes_in_any_checkpoint_file_never_restore_silently(saved, kind,
         assert step == 1
 
 
+def test_a_replicated_state_is_written_from_one_device_and_restores_to_its_target(tmp_path):
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("data",))
+    state = jax.device_put(
+        _state(3).replace(step=jnp.int32(5)), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    )
+    split = jax.device_put(
+        jnp.arange(8.0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    )
+    # One process: orbax gets each replicated array's first-device copy (no replica-parallel
+    # slicing); an array split over the devices is left as it is.
+    one = ckpt_lib._one_replica({"state": state, "split": split})
+    assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(one["state"]))
+    assert one["split"] is split
+    checkpointer = ckpt_lib.Checkpointer(str(tmp_path / "run"), keep=1)
+    try:
+        checkpointer.save(5, state, {"history": []})
+        restored, _ = checkpointer.restore_latest(state)
+    finally:
+        checkpointer.close()
+    _assert_same(restored, state)
+    assert [x.sharding for x in jax.tree.leaves(restored)] == [x.sharding for x in jax.tree.leaves(state)]
+
+
 @READS_CORRUPT_CHECKPOINTS
 def test_edited_metadata_values_and_nonfinite_arrays_fail_verification(saved, tmp_path):
     workdir = _copy(saved, tmp_path)
