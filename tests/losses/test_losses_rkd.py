@@ -134,7 +134,7 @@ def test_objective_matches_mdistiller_forward(feats):
         )
         return loss
 
-    value, (gz, gs) = jax.value_and_grad(fn, argnums=(0, 1))(
+    value, (gz, gs) = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(
         jnp.asarray(feats["logits"]), jnp.asarray(feats["fs"])
     )
     np.testing.assert_allclose(float(value), ref.item(), rtol=1e-5, atol=1e-5)

@@ -6,6 +6,7 @@ The reference for every comparison is the trainer's plain form: one compiled
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ from sld_jax.train.mesh import mesh_for
 from sld_jax.train.state import create_train_state
 from sld_jax.train.step import compile_train_step
 
+# tests/conftest.py's XLA setting that test_one_seed_is_bit_identical_to_one_step_per_call undoes.
+LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 SPE = 8  # train_tiny_config.STEPS_PER_EPOCH
 EPOCHS = 4  # the session's tiny run
 # 3 steps per dispatch up to step 11: stacks of 3, 3 and 2 (+1 inactive) in epoch 1, 3 in epoch 2.
@@ -54,40 +57,55 @@ def params_of_seed(params, k):
     return jax.tree.map(lambda x: np.asarray(x)[k], jax.device_get(params))
 
 
-@pytest.fixture(scope="module")
-def one_step_per_call(tiny_config, digits_data_dir):
-    """``{seed: {steps: (params, batch_stats)}}`` after ``SCAN_STEPS`` steps and after the tiny run's
-    4 epochs, one compiled train step per call on the host pipeline's batches (seeds 0 and 1; one
-    compilation for both)."""
-    config = tiny_config()
+def run_one_step_per_call(config, data_dir, seeds=(0, 1)):
+    """``{seed: {steps: (params, batch_stats)}}`` after ``SCAN_STEPS`` steps and after ``config``'s
+    epochs: one compiled train step per call on the host pipeline's batches (one compilation for
+    every seed)."""
     mesh = mesh_for(config)
     built = setup.build(config, mesh)
-    split = sources.load_in_memory("digits", "train", data_dir=digits_data_dir, download=False)
+    split = sources.load_in_memory("digits", "train", data_dir=data_dir, download=False)
     n = config.dataset.limit_train
     split = dataclasses.replace(split, images=split.images[:n], labels=split.labels[:n])
     step = compile_train_step(built.step_config(student_swap=False), mesh)
     init = models.get_model(config.model, num_classes=split.spec.num_classes)
     replicated = NamedSharding(mesh, P())
     out = {}
-    for seed in (0, 1):
+    for seed in seeds:
         variables = models.init_variables(init, jax.random.PRNGKey(seed), image_size=split.spec.image_size)
         state = jax.device_put(create_train_state(variables, built.tx), replicated)
         rng = jax.device_put(jax.random.PRNGKey(seed), replicated)
         out[seed] = {}
-        for epoch in range(1, EPOCHS + 1):
+        for epoch in range(1, config.num_epochs + 1):
             for batch in pipeline.train_batches(
                 split, global_batch_size=config.batch_size, seed=seed, epoch=epoch, mesh=mesh
             ):
                 state, _ = step(state, None, batch, rng)
-                if int(state.step) in (SCAN_STEPS, EPOCHS * SPE):
+                if int(state.step) in (SCAN_STEPS, config.num_epochs * SPE):
                     out[seed][int(state.step)] = jax.device_get((state.params, state.batch_stats))
     return out
 
 
-def test_one_seed_is_bit_identical_to_one_step_per_call(tiny_run, one_step_per_call):
-    """K = 1 (the default: device-resident split, one step per dispatch) changes no bit."""
-    state = tiny_run["state"]
-    want_params, want_stats = one_step_per_call[0][EPOCHS * SPE]
+@pytest.fixture(scope="module")
+def one_step_per_call(tiny_config, digits_data_dir):
+    """:func:`run_one_step_per_call` for seeds 0 and 1 over the session tiny run's 4 epochs."""
+    return run_one_step_per_call(tiny_config(), digits_data_dir)
+
+
+def test_one_seed_is_bit_identical_to_one_step_per_call(tiny_config, digits_data_dir, tmp_path, monkeypatch):
+    """K = 1 (the default: device-resident split, one step per dispatch) changes no bit.
+
+    Bit-identity depends on how XLA fuses the two programs, so both sides are compiled here with
+    XLA's default CPU fusion emitters, as users' programs are (the rest of the suite compiles with
+    the legacy emitters, in half the time: tests/conftest.py).
+    """
+    if LEGACY_EMITTERS in os.environ.get("XLA_FLAGS", ""):
+        monkeypatch.setattr(
+            jax, "jit", functools.partial(jax.jit, compiler_options={"xla_cpu_use_fusion_emitters": True})
+        )
+    state = loop.run(tiny_config(), str(tmp_path / "run"))["state"]
+    want_params, want_stats = run_one_step_per_call(tiny_config(), digits_data_dir, seeds=(0,))[0][
+        EPOCHS * SPE
+    ]
     for got, want in ((state.params, want_params), (state.batch_stats, want_stats)):
         got = params_of_seed(got, 0)
         jax.tree.map(np.testing.assert_array_equal, got, want)
