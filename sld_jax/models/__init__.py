@@ -206,7 +206,9 @@ class ModelSummary(NamedTuple):
 def summarize(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32, 32, 3)) -> ModelSummary:
     """Shapes, dtypes, parameter count and multiply-adds of ``model`` at ``input_shape``, without computing.
 
-    Traces ``model.init_with_output`` abstractly (``jax.eval_shape``: nothing is allocated). Multiply-adds
+    Traces ``model.init_with_output`` abstractly (``jax.eval_shape``: nothing is allocated), once per
+    model and input shape in a process (a deep model takes a few tenths of a second; the summary
+    is shared, so read it only). Multiply-adds
     count, for each convolution, ``H_out * W_out * kh * kw * C_in / groups * C_out`` and, for each linear
     layer, ``in * out`` (the usual convention; BatchNorm, pooling and element-wise work are not counted).
 
@@ -221,6 +223,10 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32,
     >>> s.params, s.macs, s.logits.shape, s.features["pooled"].shape
     (78042, 12501632, (1, 10), (1, 64))
     """
+    return _shared_summary(model, tuple(input_shape))
+
+
+def _summarize(model: nn.Module, input_shape: tuple[int, int, int, int]) -> ModelSummary:
     total = [0]
 
     def count(next_fun, args, kwargs, context):
@@ -239,6 +245,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32,
     variables = {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
     params = count_params(variables["params"])
     return ModelSummary(logits, dict(features), variables, params, total[0] // input_shape[0])
+
+
+_shared_summary = shared(_summarize, maxsize=64)
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int, int] = (1, 32, 32, 3)) -> int:
