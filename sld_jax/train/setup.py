@@ -158,6 +158,7 @@ class Run:
     steps_per_dispatch: int
     split: dict
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+    _compiled_before: dict = dataclasses.field(default_factory=dict, repr=False)
     _active: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -172,12 +173,14 @@ class Run:
         """The compiled ``(states, teacher_variables, feed, split, rngs, active) -> (states, metrics)``
         (:func:`sld_jax.train.step.dispatch_steps`) for one value of the γ gate, built once."""
         if student_swap not in self._compiled:
-            self._compiled[student_swap] = compile_dispatch(
+            fn = compile_dispatch(
                 self.step_config(student_swap=student_swap),
                 self.mesh,
                 seed_axis=self.seed_axis,
                 shares_data=self.shares_data,
             )
+            # jax.jit wrappers of one function share their executables (and their count).
+            self._compiled[student_swap], self._compiled_before[student_swap] = fn, fn._cache_size()
         return self._compiled[student_swap]
 
     def feeds(self, *, epoch: int, start_step: int, stop_step: int):
@@ -231,8 +234,10 @@ class Run:
             )
 
     def compiled_variants(self) -> dict[bool, int]:
-        """``{student_swap: number of compilations}`` of the dispatch functions built so far."""
-        return {k: fn._cache_size() for k, fn in self._compiled.items()}
+        """``{student_swap: programs compiled}`` by this run's dispatch functions: 1 per γ-gate value
+        for a run's step (more means a retrace), 0 where an equal run earlier in the process had
+        compiled the same program (it is shared)."""
+        return {k: fn._cache_size() - self._compiled_before[k] for k, fn in self._compiled.items()}
 
     def step_config(self, *, student_swap: bool) -> StepConfig:
         """The static description of the train step for one value of the γ gate."""
