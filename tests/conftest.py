@@ -45,6 +45,35 @@ import pytest  # noqa: E402
 GOLDEN = os.path.join(os.path.dirname(__file__), "losses", "golden", "sld_official.npz")
 
 
+# The longest test files (about 20-60 s each on the 2-core machine), longest first: xdist's workers
+# start on them and then pull the short files as they free up, so both finish at about the same
+# time (xdist's own order, by number of tests, left a one-test 20 s file to run last).
+SLOW_FILES_FIRST = (
+    "tests/models/test_models_train_step.py",
+    "tests/train/test_train_seeds.py",
+    "tests/train/test_train_faults.py",
+    "tests/models/test_models_grad_float64.py",
+    "tests/train/test_train_resilience.py",
+    "tests/train/test_train_loop.py",
+    "tests/models/test_models_torch_import.py",
+    "tests/losses/test_losses_fused_linear.py",
+    "tests/configs/test_configs_smoke.py",
+    "tests/train/test_train_multiprocess.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Orders the test files: :data:`SLOW_FILES_FIRST`, then by number of tests (xdist's order; the
+    ``--no-loadscope-reorder`` in pyproject.toml keeps this one). A file's tests keep their order."""
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+    files = [item.nodeid.split("::")[0] for item in items]
+    count = {f: files.count(f) for f in set(files)}
+    order = sorted(set(files), key=lambda f: (rank.get(f, len(rank)), -count[f], files.index(f)))
+    position = {f: i for i, f in enumerate(order)}
+    keyed = sorted(zip(items, files), key=lambda pair: position[pair[1]])
+    items[:] = [item for item, _ in keyed]
+
+
 @pytest.fixture
 def rng():
     """A seeded numpy Generator; every test that needs randomness uses this."""
