@@ -443,8 +443,9 @@ def compile_dispatch(cfg: StepConfig, mesh: Mesh, *, seed_axis: str = "unroll", 
     batch axis (axis 2) split over ``data``. The states argument is donated.
 
     Equal arguments share one traced and compiled program in a process (a resumed or repeated run
-    compiles nothing again); each call returns a fresh ``jax.jit`` wrapper, whose ``_cache_size()``
-    counts the programs its caller ran."""
+    compiles nothing again); each call returns a fresh ``jax.jit`` wrapper, but wrappers of one
+    program share its executables and their ``_cache_size()`` (a run counts its own compilations:
+    :meth:`sld_jax.train.setup.Run.compiled_variants`)."""
     return jax.jit(_sharded_dispatch(cfg, mesh, seed_axis, shares_data), donate_argnums=(0,))
 
 

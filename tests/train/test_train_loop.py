@@ -137,7 +137,7 @@ def test_nonfinite_loss_stops_with_the_step_and_last_checkpoint(digits_data_dir,
 
 def test_equal_configs_share_one_traced_step_in_a_process(digits_data_dir):
     """Two builds of one config (a resume, a repeated run) share the traced and compiled step, the
-    eval step and the initialisation; each build's dispatch wrapper counts its own compilations."""
+    eval step and the initialisation, each build through a dispatch wrapper of its own."""
     config = tiny("sld", data_dir=digits_data_dir, teacher="unused")
     mesh = mesh_for(config)
     teacher = models.init_variables(
