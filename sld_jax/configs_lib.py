@@ -23,11 +23,18 @@ from typing import Any
 
 import ml_collections
 
+from sld_jax.losses.mlkd import MLKD_TEMPERATURES
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
 
 SLD_TEMPERATURES = DEFAULT_TEMPERATURES
 
-# Base learning rates of the reference's SLD configs per CIFAR-100 pair (DESIGN.md).
+# Every recipe value below is read from the file its comment names (a yaml merged over
+# mdistiller/engine/cfg.py's defaults, a distiller's constants or a run's log), pair by pair: a
+# value is looked up in its table, never inferred from an architecture's name.
+# tests/configs/recipes.csv holds each config's fields with their source; the test beside it keeps
+# the configs equal to it.
+
+# SLD: SOLVER.LR of Swapped-Logit-Distillation configs/cifar100/sld/<pair>.yaml (all 240 epochs).
 SLD_CIFAR_LR = {
     ("resnet56", "resnet20"): 0.025,
     ("resnet110", "resnet32"): 0.025,
@@ -44,8 +51,47 @@ SLD_CIFAR_LR = {
 }
 CIFAR_PAIRS = tuple(SLD_CIFAR_LR)
 CIFAR_TEACHERS = ("resnet56", "resnet110", "resnet32x4", "ResNet50", "wrn_40_2", "vgg13")
+# Vanilla: logit-standardization-KD CTKD/train_teacher.py trains every model at LR 0.05 except
+# these three, which it sets to 0.01 by name (its own rule, reproduced as such).
 LIGHT_STUDENTS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
-# DKD β per pair (α 1, T 4, warm-up 20 epochs everywhere).
+# KD and DKD: SOLVER.LR of Swapped-Logit-Distillation configs/cifar100/dkd/<pair>.yaml (=
+# mdistiller's), equal pair by pair to logit-standardization-KD configs/cifar100/kd/<pair>.yaml.
+# wrn_40_2 -> vgg8 has neither a DKD nor a per-pair KD yaml: 0.05, the LR of mdistiller's
+# configs/cifar100/kd.yaml and of every DKD yaml of a student outside LIGHT_STUDENTS.
+BASELINE_CIFAR_LR = {
+    ("resnet56", "resnet20"): 0.05,
+    ("resnet110", "resnet32"): 0.05,
+    ("resnet32x4", "resnet8x4"): 0.05,
+    ("wrn_40_2", "wrn_16_2"): 0.05,
+    ("wrn_40_2", "wrn_40_1"): 0.05,
+    ("wrn_40_2", "vgg8"): 0.05,
+    ("vgg13", "vgg8"): 0.05,
+    ("vgg13", "MobileNetV2"): 0.01,
+    ("ResNet50", "MobileNetV2"): 0.01,
+    ("resnet32x4", "ShuffleV1"): 0.01,
+    ("resnet32x4", "ShuffleV2"): 0.01,
+    ("wrn_40_2", "ShuffleV1"): 0.01,
+}
+# MLKD (and MLKD + SLD, LS-MLKD, LS-MLKD + SLD): (SOLVER.LR, SOLVER.EPOCHS) of
+# Swapped-Logit-Distillation configs/cifar100/mlkd/<pair>.yaml; for the LS-MLKD pairs the
+# logit-standardisation repository's configs/cifar100/mlkd/<pair>.yaml and the logs of
+# LS_MLKD_LOGS say the same. 960 epochs only for the resnet32x4 teacher's ShuffleNet students.
+MLKD_CIFAR = {
+    ("resnet56", "resnet20"): (0.025, 480),
+    ("resnet110", "resnet32"): (0.025, 480),
+    ("resnet32x4", "resnet8x4"): (0.025, 480),
+    ("wrn_40_2", "wrn_16_2"): (0.025, 480),
+    ("wrn_40_2", "wrn_40_1"): (0.025, 480),
+    ("wrn_40_2", "vgg8"): (0.025, 480),
+    ("vgg13", "vgg8"): (0.025, 480),
+    ("vgg13", "MobileNetV2"): (0.01, 480),
+    ("ResNet50", "MobileNetV2"): (0.01, 480),
+    ("resnet32x4", "ShuffleV1"): (0.01, 960),
+    ("resnet32x4", "ShuffleV2"): (0.01, 960),
+    ("wrn_40_2", "ShuffleV1"): (0.01, 480),
+}
+# DKD β per pair: DKD.BETA of Swapped-Logit-Distillation configs/cifar100/dkd/<pair>.yaml, else
+# mdistiller/engine/cfg.py's 8.0 (α 1, T 4, warm-up 20 epochs and CE 1 everywhere: its defaults).
 DKD_BETA = {
     ("resnet56", "resnet20"): 2.0,
     ("resnet110", "resnet32"): 2.0,
@@ -54,10 +100,20 @@ DKD_BETA = {
     ("wrn_40_2", "wrn_16_2"): 6.0,
     ("wrn_40_2", "wrn_40_1"): 6.0,
 }
-# Logit-standardised MLKD (Sun et al.'s `--logit-stand --base-temp 2 --kd-weight 9`): the base
-# temperature 4 becomes 2 (so T = 2 appears twice) and the KD weight 0.9 becomes 9.
-LS_MLKD_TEMPERATURES = (2.0, 3.0, 5.0, 2.0, 6.0)
-LS_MLKD_KD_WEIGHT = 9.0
+# Logit-standardised MLKD (Sun et al.'s `tools/train.py --logit-stand --base-temp B --kd-weight W`):
+# per pair the log behind the paper's number, whose name is KD_TYPE,TEACHER,STUDENT,B,W (the
+# naming rule of that repository's README), and the (B, W) it encodes. B replaces MLKD's base
+# temperature 4 (so the temperatures are (B, 3, 5, 2, 6)); W replaces the KD weight 0.9 on the KD,
+# batch- and class-level terms.
+LS_MLKD_LOGS = {
+    ("resnet32x4", "resnet8x4"): ("logs/MLKD/mlkd,resnet32x4,resnet8x4,2,9.txt", 2.0, 9.0),
+    ("wrn_40_2", "wrn_16_2"): ("logs/MLKD/mlkd,wrn_40_2,wrn_16_2,2,9.txt", 2.0, 9.0),
+    ("resnet110", "resnet32"): ("logs/MLKD/mlkd,res110,res32,2,9.txt", 2.0, 9.0),
+    ("ResNet50", "MobileNetV2"): ("logs/MLKD/mlkd,res50,mv2,2,9.txt", 2.0, 9.0),
+    ("resnet32x4", "ShuffleV2"): ("logs/MLKD/mlkd,resnet32x4,ShuffleV2,2,6.txt", 2.0, 6.0),
+}
+# Sun et al.'s default (README command): `--base-temp 2 --kd-weight 9`, for a pair without a log.
+LS_MLKD_DEFAULT = (2.0, 9.0)
 # The pairs of the paper's MLKD / LS-MLKD / SLD table, with (LS-MLKD, LS-MLKD + SLD) top-1 (%);
 # None where the paper reports no number.
 LS_MLKD_PAPER = {
@@ -188,34 +244,38 @@ def cifar_config(method: str, teacher: str | None, student: str) -> ml_collectio
     c.model = student
     c.method = method
     c.name = f"cifar100/{method}/{teacher + '_' if teacher else ''}{student}"
-    light = student in LIGHT_STUDENTS
+    pair = (teacher, student)
     if teacher is not None:
         c.teacher.arch = teacher
         c.teacher.checkpoint = f"teachers/cifar100/{teacher}"
     if method == "vanilla":
+        # CTKD/train_teacher.py: CE only, LR 0.05 (0.01 for LIGHT_STUDENTS), 240 epochs.
         c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
-        c.optim.lr = 0.01 if light else 0.05
+        c.optim.lr = 0.01 if student in LIGHT_STUDENTS else 0.05
     elif method == "kd":
+        # mdistiller's kd.yaml over cfg.py: T 4, CE 0.1 / KD 0.9, one view, no swap.
         c.loss.ce_weight, c.loss.kd_weight = 0.1, 0.9
         c.loss.teacher_transform = "none"
-        c.optim.lr = 0.01 if light else 0.05
+        c.optim.lr = BASELINE_CIFAR_LR.get(pair, 0.05)
     elif method in ("dkd", "dkd+sld"):
+        # The DKD yaml over cfg.py: CE 1, α 1, β per pair, T 4, warm-up 20. For DKD + SLD (no
+        # source recipe) kd_weight is the pseudo-teacher term's weight: 1, DKD's own weight on its
+        # distillation term, as SLD gives that term its KD weight (0.9).
         c.loss.ce_weight, c.loss.kd_weight = 1.0, 1.0
-        c.loss.dkd.beta = DKD_BETA.get((teacher, student), 8.0)
+        c.loss.dkd.beta = DKD_BETA.get(pair, 8.0)
         c.loss.teacher_transform = "swap" if method == "dkd+sld" else "none"
-        c.optim.lr = 0.01 if light else 0.05
+        c.optim.lr = BASELINE_CIFAR_LR.get(pair, 0.05)
     elif method in ("mlkd", "mlkd+sld"):
-        # The reference's MLKD yaml: CE 0.1 / KD 0.9, the SLD learning rates, stages 150/180/210.
+        # The MLKD yaml over cfg.py: CE 0.1 / KD 0.9, base temperature 4, stages 150/180/210.
         c.loss.teacher_transform = "swap" if method == "mlkd+sld" else "none"
-        c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
-        c.num_epochs = 960 if student.startswith("Shuffle") else 480
+        c.optim.lr, c.num_epochs = MLKD_CIFAR.get(pair, (0.025, 480))
     elif method == "rkd":
         # mdistiller's rkd.yaml: CE 1 + RKD 1 on one view, no KD term, LR 0.05, 240 epochs.
         c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
         c.loss.teacher_transform = "none"
-        c.optim.lr = 0.01 if light else 0.05
+        c.optim.lr = BASELINE_CIFAR_LR.get(pair, 0.05)
     elif method in ("sld", "rkd+sld"):
-        c.optim.lr = SLD_CIFAR_LR.get((teacher, student), 0.025)
+        c.optim.lr = SLD_CIFAR_LR.get(pair, 0.025)
     else:
         raise ValueError(f"unknown method {method!r}")
     return c
@@ -274,17 +334,23 @@ def digits_config(
 def ls_mlkd_config(teacher: str, student: str, *, sld: bool = False) -> ml_collections.ConfigDict:
     """LS-MLKD (MLKD with logit standardisation), or LS-MLKD + SLD with ``sld=True``.
 
-    MLKD as :func:`cifar_config` builds it, with Sun et al.'s CIFAR-100 settings: the instance-
-    level KD terms on z-scored logits, temperatures (2, 3, 5, 2, 6) and KD weight 9 (on the KD,
-    batch- and class-level terms alike; CE stays 0.1). With ``sld`` the teacher logits are swapped
+    MLKD as :func:`cifar_config` builds it (the pair's MLKD yaml: LR, epochs, CE 0.1), with Sun et
+    al.'s settings of the pair's run (:data:`LS_MLKD_LOGS`): the instance-level KD terms on z-scored
+    logits, the base temperature B in place of 4 (temperatures (B, 3, 5, 2, 6)) and the KD weight W
+    on the KD, batch- and class-level terms alike. With ``sld`` the teacher logits are swapped
     before every MLKD term and confidence mask (z-scoring commutes with the swap) and the γ-gated
     pseudo-teacher term of MLKD + SLD is added unchanged (raw logits, T = 1..6, weight 0.9).
+
+    >>> ls = ls_mlkd_config("resnet32x4", "ShuffleV2")
+    >>> (ls.optim.lr, ls.num_epochs, ls.loss.mlkd.kd_weight, ls.loss.mlkd.temperatures)
+    (0.01, 960, 6.0, (2.0, 3.0, 5.0, 2.0, 6.0))
     """
     c = cifar_config("mlkd+sld" if sld else "mlkd", teacher, student)
     c.name = f"cifar100/{'ls_mlkd_sld' if sld else 'ls_mlkd'}/{teacher}_{student}"
+    _, base_temperature, kd_weight = LS_MLKD_LOGS.get((teacher, student), ("", *LS_MLKD_DEFAULT))
     c.loss.mlkd.logit_standardization = True
-    c.loss.mlkd.temperatures = LS_MLKD_TEMPERATURES
-    c.loss.mlkd.kd_weight = LS_MLKD_KD_WEIGHT
+    c.loss.mlkd.temperatures = (base_temperature, *MLKD_TEMPERATURES[1:])
+    c.loss.mlkd.kd_weight = kd_weight
     return c
 
 

@@ -1,5 +1,8 @@
 """The offline demo: on the embedded digits set, train a teacher, then vanilla, KD and SLD students.
 
+Source: none; not a paper recipe: the CIFAR-100 recipe compressed to the offline digits set
+(configs_lib.digits_config: LR 0.05, LR stages and γ at 5/8 of the run).
+
 Command: ``sld-train`` (this is the default config) or
 ``sld-train --config configs/digits/demo.py --workdir workdirs/digits_demo``.
 Expected: one table of the three students' test top-1, mean ± std over 3 seeds each (the teacher

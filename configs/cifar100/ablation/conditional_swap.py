@@ -6,6 +6,12 @@ rows). The argument is α (default 0.5), alone (``:0.3``), as ``alpha=0.3``, or 
 shrink (``:0.3,runlocal``); the sweep is configs_lib.CONDITIONAL_SWAP_ALPHAS. Compare with the full
 SLD rung (77.69).
 
+Source: none for the rung (the paper's ablation table defines it; the reference has no file for it);
+composed as Swapped-Logit-Distillation configs/cifar100/sld/res32x4_res8x4.yaml over
+mdistiller/engine/cfg.py with mdistiller/distillers/SLD.py (the full-SLD recipe: CE 0.1 / KD 0.9, T
+= 1..6, batch 64, 240 epochs, LR 0.025, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum
+0.9) with the teacher swap made conditional on the threshold α.
+
 Row: CIFAR-100, ablation ladder "conditional swap, α sweep", resnet32x4 -> resnet8x4.
 Paper top-1: not reported (no per-α numbers in the design notes).
 Time: not measured; projected about 19 min in float32 on one H100, evaluation excluded (basis:

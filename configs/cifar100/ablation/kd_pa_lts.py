@@ -5,6 +5,12 @@ swap, γ = num_epochs: no student swap). Everything else is the SLD recipe (two 
 0.9, LR 0.025, 240 epochs); see configs_lib.ablation_config. The teacher is read from
 teachers/cifar100/resnet32x4.
 
+Source: none for the rung (the paper's ablation table defines it; the reference has no file for it);
+composed as Swapped-Logit-Distillation configs/cifar100/sld/res32x4_res8x4.yaml over
+mdistiller/engine/cfg.py with mdistiller/distillers/SLD.py (the full-SLD recipe: CE 0.1 / KD 0.9, T
+= 1..6, batch 64, 240 epochs, LR 0.025, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum
+0.9) with the student swap off (γ = num_epochs).
+
 Row: CIFAR-100, ablation ladder "+ teacher swap", resnet32x4 -> resnet8x4.
 Paper top-1: 75.15 % (the paper's ablation table).
 Time: not measured; projected about 19 min in float32 on one H100, evaluation excluded (basis:

@@ -5,6 +5,11 @@ after γ = 150 (= configs/cifar100/sld/resnet32x4_resnet8x4.py). Everything else
 (two views, CE 0.1 / KD 0.9, LR 0.025, 240 epochs); see configs_lib.ablation_config. The teacher is
 read from teachers/cifar100/resnet32x4.
 
+Source: Swapped-Logit-Distillation configs/cifar100/sld/res32x4_res8x4.yaml over
+mdistiller/engine/cfg.py with mdistiller/distillers/SLD.py (the full-SLD recipe: CE 0.1 / KD 0.9, T
+= 1..6, batch 64, 240 epochs, LR 0.025, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum
+0.9); this rung is that recipe.
+
 Row: CIFAR-100, ablation ladder "full SLD (with γ scheduling)", resnet32x4 -> resnet8x4.
 Paper top-1: 77.69 % (the paper's ablation table and its MLKD / LS-MLKD / SLD table).
 Time: measured (as configs/cifar100/sld/resnet32x4_resnet8x4.py, the same run) on one NVIDIA H100

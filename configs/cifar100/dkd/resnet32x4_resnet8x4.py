@@ -3,6 +3,11 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/dkd/res32x4_res8x4.yaml (the same as
+mdistiller's) over mdistiller/engine/cfg.py (CE 1, α 1, β 8, T 4, warm-up 20, batch 64, 240 epochs,
+LR 0.05, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum 0.9), with
+mdistiller/distillers/DKD.py (one view, no swap).
+
 Row: CIFAR-100, DKD, resnet32x4 -> resnet8x4.
 Paper top-1: 76.32 % (the paper's "baseline -> baseline + SLD" table, which names no pair: its MLKD
 and LS-MLKD baselines are the resnet32x4 -> resnet8x4 numbers).

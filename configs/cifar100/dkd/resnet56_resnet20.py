@@ -3,6 +3,11 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet56 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/dkd/res56_res20.yaml (the same as mdistiller's)
+over mdistiller/engine/cfg.py (CE 1, α 1, β 2, T 4, warm-up 20, batch 64, 240 epochs, LR 0.05, x0.1
+after epochs 150/180/210, weight decay 5e-4, momentum 0.9), with mdistiller/distillers/DKD.py (one
+view, no swap).
+
 Row: CIFAR-100, DKD, resnet56 -> resnet20.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of

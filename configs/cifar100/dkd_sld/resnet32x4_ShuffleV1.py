@@ -1,7 +1,19 @@
 """DKD + SLD on CIFAR-100: resnet32x4 teacher -> ShuffleV1 student.
 
-Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
-teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
+Hyper-parameters composed as the Source paragraph says (sld_jax.configs_lib.cifar_config). The
+teacher is read from teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher
+output).
+
+Source: none; composed as DKD's recipe (Swapped-Logit-Distillation
+configs/cifar100/dkd/res32x4_shuv1.yaml (the same as mdistiller's) over mdistiller/engine/cfg.py
+with mdistiller/distillers/DKD.py; CE 1, α 1, β 8, T 4, warm-up 20, batch 64, 240 epochs, LR 0.01,
+x0.1 after epochs 150/180/210, weight decay 5e-4, momentum 0.9) plus SLD's parts from
+mdistiller/distillers/SLD.py: the teacher swap before DKD; the weak and the strong view (DKD.py
+trains on one view; SLD's pseudo-teacher is defined on both; the reference's
+configs/cifar100/dkd/res32x4_res8x4_aug.yaml names an augmented DKD variant, TYPE DKD_aug with
+trainer "aug", but neither is in that repository, so its recipe cannot be read); and the
+pseudo-teacher term over T = 1..6 after γ = 150 with weight 1.0 (loss.kd_weight), DKD's own weight
+on its distillation term, as SLD.py gives that term its KD weight 0.9.
 
 Row: CIFAR-100, DKD + SLD, resnet32x4 -> ShuffleV1.
 Paper top-1: not reported.

@@ -3,6 +3,10 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: mdistiller configs/cifar100/kd.yaml over mdistiller/engine/cfg.py (KD.TEMPERATURE 4,
+KD.LOSS: CE 0.1 / KD 0.9) with mdistiller/distillers/KD.py (Hinton's KD, one view; the SLD
+repository's KD.py swaps and weights 4.0, so it is not this baseline).
+
 Row: CIFAR-100, KD, resnet32x4 -> resnet8x4.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of

@@ -3,6 +3,11 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/wrn_40_2 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: mdistiller configs/cifar100/kd.yaml over mdistiller/engine/cfg.py (KD.TEMPERATURE 4,
+KD.LOSS: CE 0.1 / KD 0.9) with mdistiller/distillers/KD.py (Hinton's KD, one view; the SLD
+repository's KD.py swaps and weights 4.0, so it is not this baseline), teacher and student changed:
+no KD yaml exists for wrn_40_2 -> vgg8 (composed: that yaml's recipe, LR 0.05, for this pair).
+
 Row: CIFAR-100, KD, wrn_40_2 -> vgg8.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of

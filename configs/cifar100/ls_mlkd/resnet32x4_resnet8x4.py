@@ -1,10 +1,18 @@
 """LS-MLKD (MLKD with logit standardisation) on CIFAR-100: resnet32x4 teacher -> resnet8x4 student.
 
 Paper: MLKD / LS-MLKD / SLD table, resnet32x4 -> resnet8x4: 77.08 / 78.28 (this config) / 77.69.
-Composition (configs_lib.ls_mlkd_config): configs/cifar100/mlkd (the reference's quirks, its LR,
-epochs and CE 0.1) with Sun et al.'s settings: the instance-level KD terms on z-scored logits
-(loss.mlkd.logit_standardization), temperatures (2, 3, 5, 2, 6) and KD weight 9 on the KD, batch-
-and class-level terms. The teacher is read from teachers/cifar100/resnet32x4.
+Built by configs_lib.ls_mlkd_config: configs/cifar100/mlkd (the reference's quirks, its LR, epochs
+and CE 0.1) with Sun et al.'s settings of the run named below: the instance-level KD terms on
+z-scored logits (loss.mlkd.logit_standardization), temperatures (2, 3, 5, 2, 6) and KD weight 9 on
+the KD, batch- and class-level terms. The teacher is read from teachers/cifar100/resnet32x4.
+
+Source: logit-standardization-KD logs/MLKD/mlkd,resnet32x4,resnet8x4,2,9.txt (the run behind
+LS-MLKD's 78.28: its name gives base temperature 2 and KD weight 9 by the README.md naming rule
+KD_TYPE,TEACHER,STUDENT,BASE_TEMPERATURE,KD_WEIGHT) and
+configs/cifar100/mlkd/resnet32x4_resnet8x4.yaml over mdistiller/engine/cfg.py (batch 64, 480 epochs,
+LR 0.025, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum 0.9, CE 0.1; the log's epochs
+and LR agree), run as README.md's MLKD+Ours command (--logit-stand --base-temp 2 --kd-weight 9) with
+mdistiller/distillers/MLKD.py (z-scored logits in the instance-level KD terms only).
 
 Row: CIFAR-100, LS-MLKD, resnet32x4 -> resnet8x4.
 Paper top-1: 78.28 % (the paper's MLKD / LS-MLKD / SLD table).

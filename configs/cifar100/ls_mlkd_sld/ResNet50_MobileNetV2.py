@@ -7,6 +7,16 @@ commutes with the swap), plus MLKD + SLD's γ-gated pseudo-teacher term unchange
 logits, T = 1..6, weight 0.9, after epoch 150). The teacher is read from
 teachers/cifar100/ResNet50.
 
+Source: none for the composition; composed as LS-MLKD, logit-standardization-KD
+logs/MLKD/mlkd,res50,mv2,2,9.txt (the run behind LS-MLKD's 71.19: its name gives base temperature 2
+and KD weight 9 by the README.md naming rule KD_TYPE,TEACHER,STUDENT,BASE_TEMPERATURE,KD_WEIGHT) and
+configs/cifar100/mlkd/ResNet50_MobileNetV2.yaml over mdistiller/engine/cfg.py (batch 64, 480 epochs,
+LR 0.01, x0.1 after epochs 150/180/210, weight decay 5e-4, momentum 0.9, CE 0.1; the log's epochs
+and LR agree), run as README.md's MLKD+Ours command (--logit-stand --base-temp 2 --kd-weight 9) with
+mdistiller/distillers/MLKD.py (z-scored logits in the instance-level KD terms only), plus SLD's
+parts from mdistiller/distillers/SLD.py (the teacher swap; the pseudo-teacher term over T = 1..6
+after γ = 150 with weight 0.9, KD.LOSS.KD_WEIGHT of mdistiller/engine/cfg.py).
+
 Row: CIFAR-100, LS-MLKD + SLD, ResNet50 -> MobileNetV2.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of

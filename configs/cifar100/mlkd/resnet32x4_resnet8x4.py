@@ -3,6 +3,11 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/mlkd/res32x4_res8x4.yaml over
+mdistiller/engine/cfg.py with mdistiller/distillers/MLKD.py (batch 64, 480 epochs, LR 0.025, x0.1
+after epochs 150/180/210, weight decay 5e-4, momentum 0.9, CE 0.1 / KD 0.9, temperatures 4, 3, 5, 2,
+6).
+
 Row: CIFAR-100, MLKD, resnet32x4 -> resnet8x4.
 Paper top-1: 77.08 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of

@@ -1,7 +1,16 @@
 """MLKD + SLD on CIFAR-100: ResNet50 teacher -> MobileNetV2 student.
 
-Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
-teachers/cifar100/ResNet50 (a vanilla run's workdir or an sld-import-teacher output).
+Hyper-parameters composed as the Source paragraph says (sld_jax.configs_lib.cifar_config). The
+teacher is read from teachers/cifar100/ResNet50 (a vanilla run's workdir or an sld-import-teacher
+output).
+
+Source: none for the composition (the reference has no MLKD + SLD recipe); composed as MLKD's
+recipe, Swapped-Logit-Distillation configs/cifar100/mlkd/res50_mv2.yaml over
+mdistiller/engine/cfg.py with mdistiller/distillers/MLKD.py (batch 64, 480 epochs, LR 0.01, x0.1
+after epochs 150/180/210, weight decay 5e-4, momentum 0.9, CE 0.1 / KD 0.9, temperatures 4, 3, 5, 2,
+6), plus SLD's parts from mdistiller/distillers/SLD.py: the teacher swap before every MLKD term and
+the pseudo-teacher term (T = 1..6, weight 0.9, after γ = 150). MLKD's recipe because the paper adds
+SLD to that baseline ("baseline -> baseline + SLD").
 
 Row: CIFAR-100, MLKD + SLD, ResNet50 -> MobileNetV2.
 Paper top-1: not reported.

@@ -8,6 +8,10 @@ one view, LR 0.05, weight decay 5e-4, batch 64, 240 epochs, LR x0.1 after 150/18
 is read from teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher
 output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/rkd.yaml (the same as mdistiller's) over
+mdistiller/engine/cfg.py (RKD: CE 1, feature weight 1, distance 25, angle 50, eps 1e-12, not
+squared), with mdistiller/distillers/RKD.py (pooled features, one view).
+
 Row: CIFAR-100, RKD, resnet32x4 -> resnet8x4.
 Paper top-1: 71.22 % (the paper's "baseline -> baseline + SLD" table, which names no pair: its MLKD
 and LS-MLKD baselines are the resnet32x4 -> resnet8x4 numbers).

@@ -8,6 +8,11 @@ views, CE 0.1 + KD 0.9 over T = 1..6 with the teacher swap, the student swap aft
 LR 0.025) plus RKD 1 (distance 25, angle 50) on the pooled features of each view. RKD has no
 logits, so nothing of it is swapped; SLD's CE replaces RKD's.
 
+Source: none; composed as SLD's recipe (Swapped-Logit-Distillation
+configs/cifar100/sld/res32x4_res8x4.yaml over mdistiller/engine/cfg.py with
+mdistiller/distillers/SLD.py) plus RKD's term as configs/cifar100/rkd.yaml and
+mdistiller/distillers/RKD.py define it, on each view; SLD's CE replaces RKD's.
+
 Row: CIFAR-100, RKD + SLD, resnet32x4 -> resnet8x4.
 Paper top-1: 72.28 % (the paper's "baseline -> baseline + SLD" table, which names no pair: its MLKD
 and LS-MLKD baselines are the resnet32x4 -> resnet8x4 numbers).

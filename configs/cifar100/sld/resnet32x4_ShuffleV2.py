@@ -3,6 +3,10 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/sld/res32x4_shuv2.yaml over
+mdistiller/engine/cfg.py (KD.LOSS: CE 0.1 / KD 0.9), with the constants of
+mdistiller/distillers/SLD.py (T = 1..6, γ = 150, teacher and student swap).
+
 Row: CIFAR-100, SLD, resnet32x4 -> ShuffleV2.
 Paper top-1: 78.82 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of

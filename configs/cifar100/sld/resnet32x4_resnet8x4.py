@@ -3,6 +3,10 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/resnet32x4 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/sld/res32x4_res8x4.yaml over
+mdistiller/engine/cfg.py (KD.LOSS: CE 0.1 / KD 0.9), with the constants of
+mdistiller/distillers/SLD.py (T = 1..6, γ = 150, teacher and student swap).
+
 Row: CIFAR-100, SLD, resnet32x4 -> resnet8x4.
 Paper top-1: 77.69 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: measured on one NVIDIA H100 80GB (README, "Performance"): 6.2 ms per step in float32 and

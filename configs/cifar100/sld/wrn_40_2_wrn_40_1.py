@@ -3,6 +3,10 @@
 Reference hyper-parameters (see sld_jax.configs_lib.cifar_config). The teacher is read from
 teachers/cifar100/wrn_40_2 (a vanilla run's workdir or an sld-import-teacher output).
 
+Source: Swapped-Logit-Distillation configs/cifar100/sld/wrn40_2_wrn_40_1.yaml over
+mdistiller/engine/cfg.py (KD.LOSS: CE 0.1 / KD 0.9), with the constants of
+mdistiller/distillers/SLD.py (T = 1..6, γ = 150, teacher and student swap).
+
 Row: CIFAR-100, SLD, wrn_40_2 -> wrn_40_1.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of

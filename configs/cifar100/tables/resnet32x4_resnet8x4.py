@@ -7,6 +7,15 @@ with ``num_seeds`` seeds. The teacher is read from teachers/cifar100/resnet32x4 
 workdir or an sld-import-teacher output). The argument sets the seeds per run (default 3):
 ``:num_seeds=5``, or ``:num_seeds=1,runlocal``.
 
+Source: per run, that of the config of the same method and pair: kd, mdistiller
+configs/cifar100/kd.yaml over mdistiller/engine/cfg.py with mdistiller/distillers/KD.py; dkd,
+Swapped-Logit-Distillation configs/cifar100/dkd/res32x4_res8x4.yaml with
+mdistiller/distillers/DKD.py; dkd+sld, none (composed as
+configs/cifar100/dkd_sld/resnet32x4_resnet8x4.py says); mlkd,
+configs/cifar100/mlkd/res32x4_res8x4.yaml with mdistiller/distillers/MLKD.py; mlkd+sld, none
+(composed over that MLKD recipe, configs/cifar100/mlkd_sld/resnet32x4_resnet8x4.py); sld,
+configs/cifar100/sld/res32x4_res8x4.yaml with mdistiller/distillers/SLD.py.
+
 Row: CIFAR-100, resnet32x4 -> resnet8x4, the methods of the paper's comparison tables.
 Paper top-1: per run in the table's paper column: DKD 76.32 %, DKD + SLD 77.74 %, MLKD 77.08 %,
 MLKD + SLD 77.82 %, SLD 77.69 %; KD not reported (the paper gives only KD + prediction

@@ -1,7 +1,11 @@
 """KD (Hinton et al., as in mdistiller) on ImageNet: imagenet_resnet34 -> imagenet_resnet18.
-Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), CE 0.5 / KD 0.5; gamma 30 as the paper.
+Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), T 1, CE 0.5 / KD 0.5.
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
 teachers/imagenet/imagenet_resnet34. The dataset needs the manual ImageNet download (see README).
+
+Source: Swapped-Logit-Distillation configs/imagenet/r34_r18/kd.yaml (the same as mdistiller's) over
+mdistiller/engine/cfg.py (T 1, CE 0.5 / KD 0.5), with mdistiller/distillers/KD.py (Hinton's KD, one
+view).
 
 Row: ImageNet, KD, imagenet_resnet34 -> imagenet_resnet18.
 Paper top-1: not reported.
@@ -20,7 +24,7 @@ from sld_jax import configs_lib
 
 def get_config(arg=None):
     c = configs_lib.imagenet_config("kd", "imagenet_resnet34", "imagenet_resnet18", gamma=30)
-    # CE / KD weights of the reference's ImageNet config for this pair.
+    # CE / KD weights and T of the reference's ImageNet KD config for this pair (r34_r18/kd.yaml).
     c.loss.ce_weight = 0.5
     c.loss.kd_weight = 0.5
     c.loss.teacher_transform = "none"

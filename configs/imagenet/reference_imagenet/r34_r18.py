@@ -2,6 +2,10 @@
 The reference hard-codes gamma = 150 also for its 100-epoch ImageNet runs, so the pseudo-teacher
 (student swap) term never switches on; the paper says gamma = 30 (configs/imagenet/sld/).
 
+Source: Swapped-Logit-Distillation configs/imagenet/r34_r18/sld.yaml over mdistiller/engine/cfg.py
+(CE 0.5 / KD 0.5), with mdistiller/distillers/SLD.py (T = 1..6; KD.TEMPERATURE is not read), γ = 150
+included.
+
 Row: ImageNet, SLD as the reference code runs it (γ = 150), imagenet_resnet34 -> imagenet_resnet18.
 Paper top-1: not reported (the paper's SLD number, 72.15 %, is for γ = 30: configs/imagenet/sld/).
 Time: not measured (the one measured run time is the H100 SLD step of

@@ -8,6 +8,11 @@ imagenet_mobilenet_v1.
 The reference hard-codes gamma = 150 also for its 100-epoch ImageNet runs, so the pseudo-teacher
 (student swap) term never switches on; the paper says gamma = 30 (configs/imagenet/sld/).
 
+Source: Swapped-Logit-Distillation configs/imagenet/r50_mv2/sld.yaml over mdistiller/engine/cfg.py
+(CE 1.0 / KD 0.5), with mdistiller/distillers/SLD.py (T = 1..6; KD.TEMPERATURE is not read), γ = 150
+included. Its student "MobileNetV2" is mdistiller/models/imagenet/mobilenetv2.py, the MobileNetV1
+architecture (imagenet_mobilenet_v1 here).
+
 Row: ImageNet, SLD as the reference code runs it (γ = 150), imagenet_resnet50 -> imagenet_mobilenet_v1.
 Paper top-1: not reported (the paper's SLD number, 73.27 %, is for γ = 30: configs/imagenet/sld/).
 Time: not measured (the one measured run time is the H100 SLD step of

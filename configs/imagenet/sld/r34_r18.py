@@ -3,6 +3,11 @@ Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), CE 0.5 / KD 0.5; gamma
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
 teachers/imagenet/imagenet_resnet34. The dataset needs the manual ImageNet download (see README).
 
+Source: Swapped-Logit-Distillation configs/imagenet/r34_r18/sld.yaml over mdistiller/engine/cfg.py
+(CE 0.5 / KD 0.5), with mdistiller/distillers/SLD.py (T = 1..6; KD.TEMPERATURE is not read), except
+γ, composed: 30, the paper's ImageNet value, where SLD.py hard-codes 150
+(configs/imagenet/reference_imagenet/r34_r18.py runs that).
+
 Row: ImageNet, SLD, imagenet_resnet34 -> imagenet_resnet18.
 Paper top-1: 72.15 % (the paper's MLKD / LS-MLKD / SLD table; top-5 90.90 %).
 Time: not measured (the one measured run time is the H100 SLD step of

@@ -9,6 +9,13 @@ Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), CE 1.0 / KD 0.5; gamma
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
 teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see README).
 
+Source: Swapped-Logit-Distillation configs/imagenet/r50_mv2/sld.yaml over mdistiller/engine/cfg.py
+(CE 1.0 / KD 0.5), with mdistiller/distillers/SLD.py (T = 1..6; KD.TEMPERATURE is not read), except
+γ, composed: 30, the paper's ImageNet value, where SLD.py hard-codes 150
+(configs/imagenet/reference_imagenet/r50_mv1.py runs that). Its student "MobileNetV2" is
+mdistiller/models/imagenet/mobilenetv2.py, the MobileNetV1 architecture (imagenet_mobilenet_v1
+here).
+
 Row: ImageNet, SLD, imagenet_resnet50 -> imagenet_mobilenet_v1.
 Paper top-1: 73.27 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of

@@ -1,5 +1,10 @@
 """Vanilla imagenet_mobilenet_v1 on ImageNet (baseline student).
 
+Source: none (no vanilla ImageNet recipe exists in the reference repositories; their ImageNet
+teachers are torchvision's); composed as the SOLVER block of the ImageNet distillation yamls
+(Swapped-Logit-Distillation configs/imagenet/r34_r18/kd.yaml: batch 512, 100 epochs, LR 0.2, x0.1
+after 30/60/90, weight decay 1e-4, momentum 0.9) with CE only.
+
 Row: ImageNet, vanilla (cross-entropy only), imagenet_mobilenet_v1.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
