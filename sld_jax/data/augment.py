@@ -93,7 +93,8 @@ def draw_crop_and_flip(key: jax.Array, *, padding: int = 4) -> tuple[jax.Array, 
     padding = _check_padding(padding)
     k_offsets, k_flip = jax.random.split(key)
     offsets = jax.random.randint(k_offsets, (2,), 0, 2 * padding + 1, dtype=jnp.int32)
-    flip = jax.random.bernoulli(k_flip, 0.5)
+    # A float32 probability: a Python float would draw a float64 under jax_enable_x64, another flip.
+    flip = jax.random.bernoulli(k_flip, jnp.float32(0.5))
     return offsets[0], offsets[1], flip
 
 

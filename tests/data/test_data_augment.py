@@ -240,6 +240,23 @@ def test_crop_offsets_and_flips_cover_their_ranges():
     assert 0.4 < float(np.mean(np.asarray(flip))) < 0.6
 
 
+def test_every_draw_is_the_same_with_64_bit_jax():
+    """``jax_enable_x64`` (a user's setting, or the trainer's float64 mode) changes no draw: a
+    probability or a range given as a Python number would draw in float64 there, other views."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 64)
+    draws = {
+        "crop_and_flip": functools.partial(augment.draw_crop_and_flip, padding=4),
+        "rand_augment": augment.draw_rand_augment,
+        "strong_view": lambda key: augment.draw_strong_view(key, (32, 32, 3), padding=4),
+    }
+    for name, draw in draws.items():
+        want = jax.vmap(draw)(keys)
+        with jax.enable_x64(True):
+            got = jax.vmap(draw)(keys)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+
+
 CUTOUT_CASES = [  # (size, centre_y, centre_x)
     (10.7, 15.2, 16.9),  # inside
     (15.99, 0.3, 1.0),  # top-left: the square is shifted inside, not cut
