@@ -169,7 +169,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.limit_test = 0
     # Student architecture (a name of sld_jax.models.MODELS).
     c.model = "resnet8x4"
-    # Compute dtype of the student and teacher ("float32" or "bfloat16"); params stay float32.
+    # Compute dtype of the student and teacher ("float32", "bfloat16" or "float16"; params stay
+    # float32), or "float64" for exactness checks (params and statistics too; needs JAX_ENABLE_X64=1).
     c.compute_dtype = "float32"
     # Use the first N devices of each process (0 = all); the global batch is split over them.
     c.num_devices = 0

@@ -29,7 +29,7 @@ from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
 from sld_jax.train.step import SEED_AXIS_MODES, StepConfig, compile_dispatch, compile_seeds_eval_step
 from sld_jax.train.teacher import load_teacher
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
 
 # How the seed axis is computed on each backend when ``seed_axis = "auto"``, and how many optimiser
 # steps one compiled call runs when ``steps_per_dispatch`` is None, from
@@ -49,10 +49,30 @@ RESIDENT_SPLIT_MAX_BYTES = 2 * 1024**3
 
 
 def compute_dtype(name: str):
-    """``"float32"``/``"bfloat16"``/``"float16"`` -> the jnp dtype, with a clear error otherwise."""
+    """``"float32"``/``"bfloat16"``/``"float16"``/``"float64"`` -> the jnp dtype, with a clear error
+    otherwise.
+
+    ``"float64"`` (parameters, optimiser state and statistics in float64 too: see :func:`build`) is
+    for exactness checks on the CPU: two differently compiled programs of one computation then agree
+    to ~1e-12 where float32 rounding, amplified over many steps, leaves ~1e-3. It needs 64-bit JAX.
+    """
     if name not in _DTYPES:
         raise ValueError(f"compute_dtype must be one of {sorted(_DTYPES)}, got {name!r}.")
+    if name == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "compute_dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1 in the environment (or run "
+            "inside `with jax.enable_x64(True):`), or use float32."
+        )
     return _DTYPES[name]
+
+
+def variables_in_compute_dtype(variables: Any, dtype) -> Any:
+    """``variables`` (any pytree) with their floating leaves in float64 when ``dtype`` is float64
+    (the zoo creates float32 variables); unchanged otherwise (float32 parameters under every
+    lower-precision compute dtype)."""
+    if dtype != jnp.float64:
+        return variables
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, variables)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -303,7 +323,7 @@ def build(
             )
         else:
             teacher = models.get_model(config.teacher.arch, num_classes=spec.num_classes, dtype=dtype)
-        teacher_variables = jax.device_put(teacher_variables, replicated)
+        teacher_variables = jax.device_put(variables_in_compute_dtype(teacher_variables, dtype), replicated)
     lr_fn, tx = optimizer(
         float(config.optim.lr),
         tuple(int(s) for s in config.optim.stages),
@@ -317,7 +337,10 @@ def build(
     run_seeds = seeds.seed_values(config.seed, config.get("num_seeds", 1))
     states = [
         create_train_state(
-            models.init_variables(init_model, jax.random.PRNGKey(s), image_size=spec.image_size), tx
+            variables_in_compute_dtype(
+                models.init_variables(init_model, jax.random.PRNGKey(s), image_size=spec.image_size), dtype
+            ),
+            tx,
         )
         for s in run_seeds
     ]
