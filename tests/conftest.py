@@ -16,21 +16,62 @@ def _xla_accepts(flag: str) -> bool:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
 
 
-# Must happen before any `import jax` (STYLE.md #14): 8 simulated CPU devices for sharding tests,
-# and XLA's CPU backend at optimisation level 0, without its expensive LLVM passes and with the
-# legacy fusion emitters. The programs (HLO) are the ones users run and every tolerance is
-# unchanged; only the machine code differs, and compiles in a third of the time (the suite's CPU
-# time: -13 % for the first two settings, -16 % more for the emitters). The one test whose property
+# The suite's XLA settings, appended to the user's own XLA_FLAGS (never replacing them); this must
+# happen before any `import jax` (STYLE.md #14). 8 simulated CPU devices for the sharding tests
+# (a device count of the user's is replaced: the tests need 8). Unless SLD_JAX_TEST_FULL_OPT=1 or the
+# user chose these settings themselves: XLA's CPU backend at optimisation level 0, without its
+# expensive LLVM passes, and with the legacy fusion emitters. The programs (HLO) are the ones users
+# run and every tolerance is unchanged; only the machine code differs, and compiles in a third of
+# the time (the suite's CPU time: -13 % for the first two settings, -16 % more for the emitters).
+# No test may depend on them: every equality between two differently compiled programs holds to a
+# tolerance (and .ci/run repeats those tests with XLA's defaults). The one test whose property
 # depends on the emitters' fusion choices, K = 1 bit-identity in tests/train/test_train_seeds.py,
-# compiles with the default emitters. SLD_JAX_TEST_FULL_OPT=1 compiles with XLA's defaults
-# (slower; a release check). The xdist workers inherit the main process's XLA_FLAGS.
-if "XLA_FLAGS" not in os.environ:
-    _XLA_FLAGS = ["--xla_force_host_platform_device_count=8"]
-    if os.environ.get("SLD_JAX_TEST_FULL_OPT", "") in ("", "0"):
-        _XLA_FLAGS += ["--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
-        if _xla_accepts(LEGACY_EMITTERS):
-            _XLA_FLAGS.append(LEGACY_EMITTERS)
-    os.environ["XLA_FLAGS"] = " ".join(_XLA_FLAGS)
+# compiles with the default emitters. The xdist workers and subprocesses inherit the flags.
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+TEST_DEVICE_COUNT = 8
+FAST_COMPILE_FLAGS = (
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+)
+
+
+def _flag_name(flag: str) -> str:
+    return flag.split("=", 1)[0]
+
+
+def suite_xla_flags(user_flags: str, *, full_opt: bool, accepts=lambda flag: False) -> str:
+    """The suite's ``XLA_FLAGS``: ``user_flags`` kept in order, less a device count of their own,
+    plus the simulated device count and (unless ``full_opt``) the fast-compile settings that the
+    user did not set themselves. Idempotent: the xdist workers apply it to the flags they inherit.
+
+    ``accepts(flag)`` says whether this jaxlib knows the optional legacy-emitters flag; it is asked
+    only when the flags do not name it yet.
+
+    >>> suite_xla_flags("", full_opt=True)
+    '--xla_force_host_platform_device_count=8'
+    >>> suite_xla_flags("--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=2",
+    ...                 full_opt=False).split()  # doctest: +NORMALIZE_WHITESPACE
+    ['--xla_cpu_enable_fast_math=false', '--xla_force_host_platform_device_count=8',
+     '--xla_backend_optimization_level=0', '--xla_llvm_disable_expensive_passes=true']
+    """
+    kept = [f for f in user_flags.split() if _flag_name(f) != DEVICE_COUNT_FLAG]
+    flags = kept + [f"{DEVICE_COUNT_FLAG}={TEST_DEVICE_COUNT}"]
+    if not full_opt:
+        present = {_flag_name(f) for f in kept}
+        wanted = [f for f in FAST_COMPILE_FLAGS if _flag_name(f) not in present]
+        if _flag_name(LEGACY_EMITTERS) not in present and accepts(LEGACY_EMITTERS):
+            wanted.append(LEGACY_EMITTERS)
+        flags += wanted
+    return " ".join(flags)
+
+
+# The main process decides (asking a child process about the optional flag); its xdist workers
+# inherit the result, which the same call leaves unchanged.
+os.environ["XLA_FLAGS"] = suite_xla_flags(
+    os.environ.get("XLA_FLAGS", ""),
+    full_opt=os.environ.get("SLD_JAX_TEST_FULL_OPT", "") not in ("", "0"),
+    accepts=(lambda flag: False) if os.environ.get("PYTEST_XDIST_WORKER") else _xla_accepts,
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Reuse compiled executables across the many small runs of the suite (2-core CI budget).
@@ -78,6 +119,34 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A seeded numpy Generator; every test that needs randomness uses this."""
     return np.random.default_rng(0)
+
+
+def relative_divergence(got, want) -> float:
+    """The largest difference between two pytrees of arrays of one structure, relative to each
+    tensor's scale: ``max over leaves of max|got - want| / max|want|`` (a float64 number).
+
+    The measure of the equality tests between differently compiled programs (K seeds vs one,
+    a scan vs one step per call, 2 processes vs 1): 0 for bit-identity, ~1e-15 for float64 rounding,
+    and >= 1e-2 for the defects those tests guard against (a seed fed another seed's batches, a
+    skipped step), which move whole tensors.
+    """
+    import jax
+
+    got_leaves, want_leaves = jax.tree.leaves(got), jax.tree.leaves(want)
+    assert jax.tree.structure(got) == jax.tree.structure(want) and len(got_leaves) == len(want_leaves)
+    worst = 0.0
+    for a, b in zip(got_leaves, want_leaves):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert a.shape == b.shape, (a.shape, b.shape)
+        scale = max(float(np.max(np.abs(b), initial=0.0)), np.finfo(np.float64).tiny)
+        worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)) / scale)
+    return worst
+
+
+@pytest.fixture(scope="session")
+def divergence():
+    """:func:`relative_divergence`, for the test modules (which cannot import conftest)."""
+    return relative_divergence
 
 
 @pytest.fixture(scope="session")
