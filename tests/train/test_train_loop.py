@@ -67,6 +67,8 @@ def test_vanilla_run_learns_and_writes_outputs(teacher_run):
 
 
 def test_sld_resume_is_bit_identical_and_compiles_two_variants(teacher_run, digits_data_dir, tmp_path):
+    """Bit-identity: the resumed run continues with the same compiled programs (shared in this
+    process) from bit-exact restored arrays."""
     teacher_dir, _ = teacher_run
     full = loop.run(tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir), str(tmp_path / "full"))
     # exactly two step variants (γ gate off, then on), each compiled once: no retrace per epoch
@@ -90,16 +92,17 @@ def test_sld_resume_is_bit_identical_and_compiles_two_variants(teacher_run, digi
     )
 
 
-def test_one_and_four_devices_give_the_same_parameters(digits_data_dir, tmp_path):
+@pytest.mark.cross_program
+def test_one_and_four_devices_give_the_same_parameters(digits_data_dir, tmp_path, divergence):
+    """1 and 4 devices (synchronised BatchNorm) are two programs that sum in another order: float32
+    equality over 3 steps to 1e-3 of each tensor's scale (measured: <= 1.2e-6 with the suite's and
+    XLA's default settings, AVX and SSE4.2 code; a skipped step or another seed's data moves the
+    parameters by >= 0.48 after 4 steps: tests/train/test_train_seeds.py)."""
     results = []
     for n in (1, 4):
         c = tiny("vanilla", data_dir=digits_data_dir, max_steps=3, sync_batchnorm=True, num_devices=n)
         results.append(loop.run(c, str(tmp_path / f"dev{n}")))
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-        params_of(results[0]),
-        params_of(results[1]),
-    )
+    assert divergence(params_of(results[0]), params_of(results[1])) <= 1e-3
 
 
 def test_teacher_mismatch_is_reported_before_training(teacher_run, digits_data_dir, tmp_path):

@@ -90,7 +90,8 @@ def run_two_processes(workdir, data_dir, log_dir):
     return proc.returncode, out, logs
 
 
-def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_path):
+@pytest.mark.cross_program
+def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_path, divergence):
     workdir = str(tmp_path / "two_processes")
     rc, out, logs = run_two_processes(workdir, digits_data_dir, str(tmp_path / "logs"))
     assert rc == 0, f"exit code {rc}\n--- process 0:\n{logs[0][-3000:]}\n--- process 1:\n{logs[1][-3000:]}"
@@ -108,12 +109,16 @@ def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_
         {"params": reference["state"].params, "batch_stats": reference["state"].batch_stats}
     )
     expected = jax.tree.map(lambda x: x[0], expected)  # the run's only seed
-    # Equal up to the summation order of the cross-process (gloo) all-reduce.
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), variables, expected)
+    # Two programs (a gloo all-reduce across processes, an in-process one across 4 devices) that sum
+    # in another order: float32 equality over 3 steps to 1e-3 of each tensor's scale (measured:
+    # <= 1.6e-6 with the suite's and XLA's default settings, AVX and SSE4.2 code; a skipped step or
+    # another seed's data moves the parameters by >= 0.48: tests/train/test_train_seeds.py).
+    assert divergence(variables, expected) <= 1e-3
     [record] = per_seed(meta)[0]["history"]
     want = reference["history"][0]
     assert record["test_count"] == want["test_count"] == 64  # every test image once
-    assert record["test_top1"] == want["test_top1"]
+    # The same rounding may move a near-tie of two logits: at most one of the 64 images.
+    assert abs(record["test_top1"] - want["test_top1"]) <= 1 / 64 + 1e-12
     np.testing.assert_allclose(record["train_loss"], want["train_loss"], rtol=1e-5)
 
     # Only process 0 writes logs and summaries (one metrics line, not one per process).

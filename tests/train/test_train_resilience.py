@@ -3,7 +3,11 @@
 The preemption tests run ``python -m sld_jax.cli`` on the tiny digits config
 (``tests/train/train_tiny_config.py``) in a subprocess and signal it at a step drawn from a seeded
 generator, reading the step from its per-step progress lines. Everything else runs the loop in this
-process. Final states are compared bit for bit with an uninterrupted run (CPU is deterministic).
+process. Final states are compared bit for bit with an uninterrupted run: the claim holds because
+a resumed run executes the same compiled program as the uninterrupted one (the same configuration,
+the same compile settings: the subprocess inherits the suite's XLA_FLAGS) from bit-exact restored
+arrays, and XLA's CPU programs are deterministic. Two *different* programs would promise no bits
+(tests/train/test_train_seeds.py).
 """
 
 import errno
