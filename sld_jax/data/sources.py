@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
+import logging
 import os
 import sys
+import tempfile
 import types
 from typing import Callable, Mapping, Sequence, TypeVar
 
@@ -25,6 +29,8 @@ import numpy as np
 from sld_jax.errors import UserError
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class DatasetNotFoundError(UserError, FileNotFoundError):
@@ -361,54 +367,160 @@ def _read_numpy(builder, split: str) -> dict[str, np.ndarray]:
     return {key: np.concatenate([c[key] for c in chunks]) for key in ("image", "label")}
 
 
+#: Format tag of the in-memory cache files; a file without it (or with another) is rebuilt.
+CACHE_FORMAT = "sld_jax.in_memory.v2"
+
+
 def _cache_path(root: str, name: str, split: str) -> str:
+    """``<root>/sld_jax_in_memory/<name>/<split>.npz``; a sliced split's file name also carries a
+    hash of the exact split string, so two slices never share a file."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
+    if safe != split:
+        safe = f"{safe}-{hashlib.sha256(split.encode()).hexdigest()[:12]}"
     return os.path.join(root, "sld_jax_in_memory", name, f"{safe}.npz")
 
 
-def _info_stamp(builder_dir: str) -> float | None:
+def _arrays_sha256(image: np.ndarray, label: np.ndarray) -> str:
+    """sha256 over the dtypes, shapes and bytes of ``image`` and ``label`` (hex)."""
+    h = hashlib.sha256()
+    for key, a in (("image", image), ("label", label)):
+        a = np.ascontiguousarray(a)
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
+def _source_identity(root: str, builder_dir: str) -> dict | None:
+    """What identifies the prepared TFDS files a split was read from, or None if they are gone.
+
+    ``builder`` is the builder directory relative to ``root`` (``<tfds_name>/<version>``: the
+    same after the data_dir is copied or moved), ``info_sha256`` the digest of its
+    ``dataset_info.json`` and ``info_mtime_ns`` that file's modification time (re-preparing the
+    dataset rewrites it).
+    """
+    info = os.path.join(builder_dir, "dataset_info.json")
     try:
-        return os.path.getmtime(os.path.join(builder_dir, "dataset_info.json"))
+        with open(info, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        mtime_ns = os.stat(info).st_mtime_ns
     except OSError:
         return None
+    return {
+        "builder": os.path.relpath(os.path.abspath(builder_dir), root).replace(os.sep, "/"),
+        "info_sha256": digest,
+        "info_mtime_ns": int(mtime_ns),
+    }
 
 
-def _read_cache(root: str, name: str, split: str) -> dict[str, np.ndarray] | None:
-    """A split read earlier from the prepared TFDS files, or None (absent, stale or unreadable).
+def _cache_record(spec: DatasetSpec, split: str, raw: Mapping[str, np.ndarray], source: dict) -> dict:
+    """The metadata stored with a cached split (and compared on every read)."""
+    image, label = raw["image"], raw["label"]
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": spec.name,
+        "tfds_name": spec.tfds_name,
+        "split": split,
+        "count": int(label.shape[0]),
+        "image_shape": [int(d) for d in image.shape],
+        "image_dtype": image.dtype.str,
+        "label_shape": [int(d) for d in label.shape],
+        "label_dtype": label.dtype.str,
+        "sha256": _arrays_sha256(image, label),
+        "source": source,
+    }
 
-    The cache is valid while the TFDS directory it was read from still holds the same
-    ``dataset_info.json`` (re-preparing the dataset invalidates it). Reading it needs numpy only,
-    so a process that finds it never imports TensorFlow.
+
+class _StaleCache(Exception):
+    """Internal: a cache file that must not be used; the message says why."""
+
+
+def _read_cache(root: str, spec: DatasetSpec, split: str) -> dict[str, np.ndarray] | None:
+    """A split read earlier from the prepared TFDS files, None if there is no cache file.
+
+    Returns ``{"image": uint8 [N, ...], "label": int [N]}`` as read from TFDS. Raises
+    :class:`_StaleCache` saying why a cache file present must not be used.
+
+    The file must be a complete ``.npz`` written by :func:`_write_cache` for this dataset and this
+    exact split (slice included); its arrays must have the recorded count, shapes, dtypes and
+    sha256; and the TFDS files it came from (found relative to ``root``) must still hold the same
+    ``dataset_info.json``. Reading it needs numpy only, so a process that finds it never imports
+    TensorFlow.
     """
-    path = _cache_path(root, name, split)
+    path = _cache_path(root, spec.name, split)
+    if not os.path.exists(path):
+        return None
     try:
         with np.load(path, allow_pickle=False) as f:
-            source, stamp = str(f["source"]), float(f["stamp"])
-            if _info_stamp(source) != stamp:
-                return None
-            return {"image": f["image"], "label": f["label"]}
-    except (OSError, KeyError, ValueError, EOFError):  # absent or damaged: read TFDS again
-        return None
+            if "meta" not in f.files:
+                raise _StaleCache("it has no record of its dataset, split and checksum")
+            meta = json.loads(str(f["meta"]))
+            image, label = f["image"], f["label"]
+    except _StaleCache:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or foreign: rebuilt, never trusted
+        raise _StaleCache(f"it cannot be read: {type(e).__name__}: {str(e)[:200]}") from None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise _StaleCache(f"its format is {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    for key, want in (("dataset", spec.name), ("tfds_name", spec.tfds_name), ("split", split)):
+        if meta.get(key) != want:
+            raise _StaleCache(f"it holds {key} {meta.get(key)!r}, not {want!r}")
+    found = {
+        "count": int(label.shape[0]) if label.ndim else -1,
+        "image_shape": [int(d) for d in image.shape],
+        "image_dtype": image.dtype.str,
+        "label_shape": [int(d) for d in label.shape],
+        "label_dtype": label.dtype.str,
+    }
+    for key, got in found.items():
+        if meta.get(key) != got:
+            raise _StaleCache(f"its arrays have {key} {got}, recorded {meta.get(key)}")
+    if _arrays_sha256(image, label) != meta.get("sha256"):
+        raise _StaleCache("its arrays do not match their recorded sha256")
+    source = meta.get("source")
+    builder = source.get("builder") if isinstance(source, dict) else None
+    if not isinstance(builder, str) or not builder:
+        raise _StaleCache("it does not record its TFDS source")
+    current = _source_identity(root, os.path.join(root, *builder.split("/")))
+    if current is None:
+        raise _StaleCache(f"its TFDS source {os.path.join(root, builder)} is gone")
+    if current != source:
+        raise _StaleCache(f"its TFDS source {os.path.join(root, builder)} was prepared again since")
+    return {"image": image, "label": label}
 
 
-def _write_cache(root: str, name: str, split: str, raw: dict[str, np.ndarray], builder_dir: str) -> None:
-    """Saves a split read from prepared TFDS files for :func:`_read_cache` (best effort)."""
-    stamp = _info_stamp(builder_dir)
-    if stamp is None:
+def _write_cache(
+    root: str, spec: DatasetSpec, split: str, raw: dict[str, np.ndarray], builder_dir: str
+) -> None:
+    """Saves a split read from prepared TFDS files for :func:`_read_cache` (best effort).
+
+    The file is written under a temporary name in the same directory, flushed to disk and then
+    renamed over ``<split>.npz``, so an interrupted write never leaves a partial file in its place.
+    """
+    source = _source_identity(root, builder_dir)
+    if source is None:
         return
-    path = _cache_path(root, name, split)
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    path = _cache_path(root, spec.name, split)
+    record = _cache_record(spec, split, raw, source)
+    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.savez(
-            tmp, image=raw["image"], label=raw["label"], source=np.array(builder_dir), stamp=np.array(stamp)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path)
         )
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, image=raw["image"], label=raw["label"], meta=np.array(json.dumps(record)))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError:  # a read-only data_dir: no cache, nothing lost
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+        tmp = None
+    except OSError as e:  # a read-only data_dir: no cache, nothing lost
+        log.debug("not caching %s split %r in %s: %s", spec.name, split, path, e)
+    finally:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
 
 
 def load_in_memory(
@@ -417,14 +529,18 @@ def load_in_memory(
     """Loads a whole split of ``digits`` or ``cifar100`` into host memory, validated.
 
     Prepares the dataset first if needed (see :func:`prepare`). A split read from prepared TFDS
-    files is also saved as ``<data_dir>/sld_jax_in_memory/<name>/<split>.npz``, and later loads
-    read that file (without importing TensorFlow) while the TFDS files it came from are unchanged.
-    ``digits`` is served as
+    files is also saved (atomically) as ``<data_dir>/sld_jax_in_memory/<name>/<split>.npz`` with a
+    record of its dataset, exact split, count, shapes, dtypes, the sha256 of its arrays and the
+    TFDS files it came from; later loads read that file (without importing TensorFlow) only if
+    all of these still match. A cache file that does not (another split's file, an edited,
+    truncated or damaged one, re-prepared TFDS files) is rebuilt from the TFDS files, with a
+    warning saying why. ``digits`` is served as
     ``uint8 [N, 16, 16, 3]``, ``cifar100`` as ``uint8 [N, 32, 32, 3]``; labels are ``int32 [N]``.
     Splits: ``"train"``/``"test"``, optionally sliced the TFDS way (``"train[:512]"``).
 
     Raises:
-      DatasetNotFoundError: the dataset is absent and cannot be prepared.
+      DatasetNotFoundError: the dataset is absent and cannot be prepared (when a cache file had
+        to be rejected, the message also names that file and why).
       DataValidationError: labels out of range or images of the wrong shape/dtype.
 
     >>> import tempfile
@@ -439,17 +555,29 @@ def load_in_memory(
         )
     _check_split(spec, split)
     root = resolve_data_dir(data_dir)
-    raw = _read_cache(root, name, split)
+    rejected = None  # why a cache file present was not used
+    try:
+        raw = _read_cache(root, spec, split)
+    except _StaleCache as e:
+        raw, rejected = None, f"{_cache_path(root, spec.name, split)} ({e})"
+        log.warning("rebuilding the cached %s split %r from its TFDS files: %s", spec.name, split, rejected)
     if raw is None:
         builder = tfds_builder(name, data_dir=root)
         if not builder.is_prepared():
             # TFDS can serve a split without local files (e.g. under tfds.testing.mock_data).
             raw = try_read(lambda: _read_numpy(builder, split))
             if raw is None:
-                builder = prepare(name, data_dir=root, download=download)
+                try:
+                    builder = prepare(name, data_dir=root, download=download)
+                except DatasetNotFoundError as e:
+                    if rejected is None:
+                        raise
+                    raise DatasetNotFoundError(
+                        f"the cached split {rejected} cannot be used and cannot be rebuilt: {e}"
+                    ) from None
         if raw is None:
             raw = _read_numpy(builder, split)
-            _write_cache(root, name, split, raw, os.fspath(builder.data_dir))
+            _write_cache(root, spec, split, raw, os.fspath(builder.data_dir))
     images = raw["image"]
     if spec.name == "digits":
         images = serve_digits(images)

@@ -1,7 +1,10 @@
 """TFDS sources: the offline digits builder, cifar100 through mock_data, missing-data errors, validation."""
 
 import glob
+import logging
 import os
+import pathlib
+import shutil
 import time
 import traceback
 
@@ -161,3 +164,105 @@ def test_in_memory_cache_is_read_without_tensorflow_and_follows_the_tfds_files(d
     damaged = sources.load_in_memory("digits", "test", data_dir=digits_dir)
     assert len(reads) == 2
     np.testing.assert_array_equal(damaged.labels, first.labels)
+
+
+# --- the verified in-memory cache ---------------------------------------------------------------
+
+
+@pytest.fixture
+def digits_copy(digits_data_dir, tmp_path):
+    """A private copy of the session's digits data_dir (TFDS files and both cached splits)."""
+    root = tmp_path / "tfds"
+    shutil.copytree(digits_data_dir, root)
+    return root
+
+
+def _tfds_reads(monkeypatch):
+    """The list of reads from the TFDS files (not from the cache) from now on."""
+    reads, real_read = [], sources._read_numpy
+    monkeypatch.setattr(sources, "_read_numpy", lambda *a: reads.append(a) or real_read(*a))
+    return reads
+
+
+def _cache_file(root, split, name="digits"):
+    return pathlib.Path(sources._cache_path(str(root), name, split))
+
+
+def test_another_splits_cache_file_is_rebuilt_not_served(digits_copy, monkeypatch, caplog):
+    reads = _tfds_reads(monkeypatch)
+    shutil.copyfile(_cache_file(digits_copy, "test"), _cache_file(digits_copy, "train"))
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        train = sources.load_in_memory("digits", "train", data_dir=digits_copy, download=False)
+    assert len(train) == 1438 and len(reads) == 1  # the train split, read again from TFDS
+    assert "holds split 'test', not 'train'" in caplog.text
+    assert str(_cache_file(digits_copy, "train")) in caplog.text
+    again = sources.load_in_memory("digits", "train", data_dir=digits_copy, download=False)
+    assert len(reads) == 1  # the rebuilt file is served from now on
+    np.testing.assert_array_equal(again.labels, train.labels)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "byte_flipped"])
+def test_a_damaged_cache_file_is_rebuilt(digits_copy, monkeypatch, caplog, damage):
+    want = sources.load_in_memory("digits", "test", data_dir=digits_copy, download=False)
+    reads = _tfds_reads(monkeypatch)
+    path = _cache_file(digits_copy, "test")
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2 :]
+    else:
+        data[len(data) // 2] ^= 0xFF  # inside the image array
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        got = sources.load_in_memory("digits", "test", data_dir=digits_copy, download=False)
+    assert len(reads) == 1 and "rebuilding the cached digits split 'test'" in caplog.text
+    np.testing.assert_array_equal(got.images, want.images)
+    np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_a_cache_file_with_edited_arrays_fails_its_checksum_and_is_rebuilt(digits_copy, monkeypatch, caplog):
+    want = sources.load_in_memory("digits", "train", data_dir=digits_copy, download=False)
+    reads = _tfds_reads(monkeypatch)
+    path = _cache_file(digits_copy, "train")
+    with np.load(path) as f:
+        entries = {key: f[key] for key in f.files}  # the split record and the source stay as they are
+    entries["label"] = (entries["label"] + 1) % 10
+    np.savez(path, **entries)
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        got = sources.load_in_memory("digits", "train", data_dir=digits_copy, download=False)
+    assert len(reads) == 1 and "do not match their recorded sha256" in caplog.text
+    np.testing.assert_array_equal(got.labels, want.labels)
+
+
+@pytest.mark.parametrize("cache", ["digits_file", "truncated"])
+def test_a_rejected_cache_that_cannot_be_rebuilt_is_one_clear_error(digits_data_dir, tmp_path, cache):
+    # cifar100 is not prepared here and download=False: nothing can replace the cache file.
+    path = _cache_file(tmp_path, "train", name="cifar100")
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(_cache_file(digits_data_dir, "train"), path)  # another dataset's file
+    if cache == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(sources.DatasetNotFoundError) as err:
+        sources.load_in_memory("cifar100", "train", data_dir=tmp_path, download=False)
+    message = str(err.value)
+    assert f"the cached split {path} (" in message and "cannot be used and cannot be rebuilt" in message
+    assert f"prepare it with: python -m sld_jax.data prepare cifar100 --data_dir {tmp_path}" in message
+    assert "\n" not in message
+    shown = "".join(traceback.format_exception(err.value))
+    assert "zipfile" not in shown and "During handling" not in shown
+
+
+def test_an_interrupted_cache_write_leaves_no_file_behind(digits_copy, monkeypatch):
+    split = sources.load_in_memory("digits", "test", data_dir=digits_copy, download=False)
+    raw = {"image": split.images[:, ::2, ::2, :1], "label": split.labels}
+    path = _cache_file(digits_copy, "test[:10]")
+
+    def killed(file, **arrays):
+        file.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        sources._write_cache(
+            str(digits_copy), split.spec, "test[:10]", raw, str(digits_copy / "digits" / "1.0.0")
+        )
+    assert not path.exists() and sorted(os.listdir(path.parent)) == ["test.npz", "train.npz"]
