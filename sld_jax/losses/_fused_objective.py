@@ -19,12 +19,24 @@ def check_matrix(name: str, x: object, what: str) -> None:
 
 
 def check_hidden_and_kernel(hidden_name, hidden, kernel_name, kernel, bias_name, bias):
+    """Checks hidden states ``[..., H]``, a kernel ``[H, V]`` and an optional bias ``[V]`` (floating).
+
+    Raises TypeError for non-arrays or non-floating dtypes and one-sentence ValueErrors naming the
+    shapes for a wrong rank or mismatched sizes, before any shape is indexed.
+    """
     check_matrix(hidden_name, hidden, "of shape [..., H]")
     check_matrix(kernel_name, kernel, "of shape [H, V]")
-    if hidden.ndim < 1 or kernel.ndim != 2:
+    if hidden.ndim < 1:
         raise ValueError(
-            f"{hidden_name} must have shape [..., H] and {kernel_name} shape [H, V], got "
-            f"{hidden.shape} and {kernel.shape}."
+            f"{hidden_name} must have shape [..., H] (at least one axis), got {hidden.shape}; "
+            "pass the final hidden states with the hidden size as the last axis."
+        )
+    if kernel.ndim != 2:
+        raise ValueError(
+            f"{kernel_name} must be a 2-D [H, V] output kernel (H = {hidden_name}'s last axis, "
+            f"{hidden.shape[-1]}), got shape {kernel.shape}; pass the projection matrix itself "
+            "(e.g. the Dense layer's kernel, or a [V, H] embedding table transposed), not a vector "
+            "or a stacked/batched kernel."
         )
     if hidden.shape[-1] != kernel.shape[0]:
         raise ValueError(

@@ -157,6 +157,9 @@ def fused_linear_sld_loss(
       Losses in Large-Vocabulary Language Models", 2024 (arXiv:2411.09009).
     """
     check_hidden_and_kernel(
+        "student_hidden", student_hidden, "student_kernel", student_kernel, "student_bias", student_bias
+    )
+    check_hidden_and_kernel(
         "teacher_hidden", teacher_hidden, "teacher_kernel", teacher_kernel, "teacher_bias", teacher_bias
     )
     if teacher_hidden.shape[:-1] != student_hidden.shape[:-1]:
@@ -227,6 +230,9 @@ def fused_linear_sld_loss_from_teacher_logits(
       >>> round(float(m["teacher_swap_fraction"]), 3)
       0.667
     """
+    check_hidden_and_kernel(
+        "student_hidden", student_hidden, "student_kernel", student_kernel, "student_bias", student_bias
+    )
     check_matrix("teacher_logits", teacher_logits, "of shape [..., V]")
     expected = student_hidden.shape[:-1] + (student_kernel.shape[-1],)
     if teacher_logits.shape != expected:
@@ -301,6 +307,9 @@ def fused_linear_sld_loss_from_teacher_topk(
       >>> float(m["teacher_swap_fraction"])
       0.5
     """
+    check_hidden_and_kernel(
+        "student_hidden", student_hidden, "student_kernel", student_kernel, "student_bias", student_bias
+    )
     lead = student_hidden.shape[:-1]
     check_matrix("teacher_topk_values", teacher_topk_values, "of shape [..., k]")
     check_matrix("teacher_label_logits", teacher_label_logits, "of shape [...]")

@@ -291,6 +291,27 @@ def test_fused_linear_sld_rejects_bad_inputs(mesh):
         call(wt=x["wt"][:, :-1])
     with pytest.raises(ValueError, match="same leading"):
         call(ht=x["ht"][:-1])
+    # A kernel that is not [H, V] (a vector, a stacked kernel) is named with its shape, never an
+    # IndexError; so is a teacher kernel whose hidden size differs from teacher_hidden's.
+    for key, name in (("ws", "student_kernel"), ("wt", "teacher_kernel")):
+        for bad in (x[key][:, 0], x[key][None]):
+            shape = str(bad.shape).replace("(", r"\(").replace(")", r"\)")
+            with pytest.raises(ValueError, match=rf"{name} must be a 2-D \[H, V\] .* got shape {shape}"):
+                call(**{key: bad})
+    with pytest.raises(ValueError, match="last axis .* must equal teacher_kernel's first axis"):
+        call(wt=x["wt"][:-1])
+    with pytest.raises(ValueError, match=r"student_kernel must be a 2-D \[H, V\]"):
+        losses.fused_linear_sld_loss_from_teacher_logits(
+            x["hs"], x["ws"][:, 0], x["hs"] @ x["ws"], x["labels"], student_swap=True
+        )
+    with pytest.raises(ValueError, match=r"student_kernel must be a 2-D \[H, V\]"):
+        losses.fused_linear_sld_loss_from_teacher_topk(
+            x["hs"],
+            x["ws"][:, 0],
+            *losses.sparse_teacher_logits(x["hs"] @ x["ws"], x["labels"], k=2),
+            x["labels"],
+            student_swap=True,
+        )
     with pytest.raises(
         ValueError, match=r"vocab_chunk \(5\) must divide the vocabulary size \(16\); use e.g. vocab_chunk=4"
     ):
