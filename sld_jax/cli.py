@@ -310,11 +310,16 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@one_line_user_errors
 def import_teacher_main(argv: list[str] | None = None) -> int:
-    """``sld-import-teacher --arch ARCH --checkpoint PATH --out DIR``."""
+    """``sld-import-teacher --arch ARCH --checkpoint PATH --out DIR [--num-classes N] [--overwrite]``.
+
+    See :mod:`sld_jax.models.torch_import`; a missing ``--checkpoint`` is reported before a
+    missing torch installation.
+    """
     from sld_jax.models import torch_import
 
-    return int(torch_import.main(list(sys.argv[1:] if argv is None else argv)) or 0)
+    return torch_import.import_teacher(argv)
 
 
 if __name__ == "__main__":

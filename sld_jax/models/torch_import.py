@@ -54,7 +54,12 @@ __all__ = [
     "TEACHER_METADATA_FILE",
     "TEACHER_VARIABLES_DIR",
     "convert_state_dict",
+    "TeacherFileError",
+    "TeacherFileNotFoundError",
+    "TeacherImportError",
+    "TorchNotInstalledError",
     "default_num_classes",
+    "import_teacher",
     "load_teacher_dir",
     "load_torch_checkpoint",
     "main",
@@ -102,11 +107,23 @@ class TeacherFileError(UserError, ValueError):
     """A teacher file is empty, truncated, not written by ``torch.save``, or holds NaN/Inf."""
 
 
+class TeacherFileNotFoundError(UserError, FileNotFoundError):
+    """The ``--checkpoint`` file does not exist."""
+
+
+class TorchNotInstalledError(UserError, ImportError):
+    """Reading a PyTorch checkpoint needs torch, which is not installed."""
+
+
+class TeacherImportError(UserError, ValueError):
+    """``sld-import-teacher`` could not convert or write a teacher (its message is one line)."""
+
+
 def _require_torch():
     try:
         import torch
-    except ImportError as e:  # pragma: no cover - exercised only without torch
-        raise ImportError(
+    except ImportError as e:
+        raise TorchNotInstalledError(
             "importing PyTorch checkpoints needs torch, which is not installed; run `pip install torch` "
             "(the CPU build is enough) or `pip install sld_jax[torch]`."
         ) from e
@@ -153,16 +170,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       ``{key: array}``; floating tensors become float32, other tensors keep their dtype.
 
     Raises:
-      ImportError: torch is not installed.
-      FileNotFoundError: ``path`` does not exist.
+      TeacherFileNotFoundError: ``path`` does not exist (a ``FileNotFoundError``; checked first, so
+        a wrong path is reported as such even without torch).
+      TorchNotInstalledError: torch is not installed (an ``ImportError``).
       ValueError: the file holds non-tensor pickled objects, or no state_dict could be found in it.
       TeacherFileError: the file is empty, cut short or not a ``torch.save`` file, or a tensor holds
         NaN/Inf (the message names them).
     """
-    torch = _require_torch()
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file {path!r} does not exist; pass the path of a .pth file.")
+        raise TeacherFileNotFoundError(
+            f"checkpoint file {path!r} does not exist; pass the path of a .pth file."
+        )
+    torch = _require_torch()
     not_torch = (
         f"{path!r} is not a PyTorch checkpoint ({{}}); pass the .pth file written by "
         "torch.save, and copy it again if it may have been cut short."
@@ -362,7 +382,7 @@ def load_torch_checkpoint(
       ``model.apply(variables, x, train=False)``.
 
     Raises:
-      ImportError, FileNotFoundError, ValueError: see :func:`read_state_dict`.
+      TeacherFileNotFoundError, TorchNotInstalledError, ValueError: see :func:`read_state_dict`.
       CheckpointMismatchError: the keys or shapes do not fit ``arch``.
     """
     from sld_jax.models import get_model
@@ -500,17 +520,36 @@ def _parser() -> argparse.ArgumentParser:
         help="classifier outputs (default: 100 for CIFAR, 1000 for ImageNet)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing teacher in --out")
+    # Handled by sld_jax.cli.one_line_user_errors before parsing; listed here for --help.
+    p.add_argument("--verbose", action="store_true", help="show the traceback of a user error too")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``sld-import-teacher``: convert ``--checkpoint`` for ``--arch`` and write ``--out``.
+def _one_line(e: BaseException, most: int = 3) -> str:
+    """``str(e)`` on one line: a multi-line message (a :class:`CheckpointMismatchError`) keeps its
+    first line and its first ``most`` items."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()] or [type(e).__name__]
+    head, items = lines[0], lines[1:]
+    if items:
+        more = f"; and {len(items) - most} more" if len(items) > most else ""
+        head = f"{head.rstrip(':')}: {'; '.join(items[:most])}{more}"
+    return head
+
+
+def import_teacher(argv: Sequence[str]) -> int:
+    """``sld-import-teacher`` without its error handling: converts and writes, or raises.
 
     Args:
-      argv: command-line arguments without the program name (None: ``sys.argv[1:]``).
+      argv: command-line arguments without the program name.
 
     Returns:
-      0 on success, 1 on a user error (the message goes to stderr), 2 on bad arguments (argparse).
+      0 once ``--out`` is written (a summary line is printed).
+
+    Raises:
+      UserError: anything the user can fix (unknown ``--arch``, a missing, corrupt or mismatched
+        ``--checkpoint``, torch not installed, an existing or unwritable ``--out``), with a
+        one-line message; :func:`main` prints it and exits with status 2.
+      SystemExit: bad arguments (argparse, status 2).
     """
     args = _parser().parse_args(argv)
     try:
@@ -524,12 +563,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             source=os.path.abspath(args.checkpoint),
             overwrite=args.overwrite,
         )
-    except (ImportError, OSError, ValueError) as e:
-        print(f"sld-import-teacher: error: {e}", file=sys.stderr)
-        return 1
+    except UserError:
+        raise
+    except (ImportError, OSError, ValueError) as e:  # unknown arch, mismatched keys, --out exists
+        raise TeacherImportError(_one_line(e)) from e
     n = sum(int(np.size(a)) for a in jax.tree.leaves(variables["params"]))
     print(f"wrote {out} ({args.arch}, num_classes={num_classes}, {n:,} parameters) from {args.checkpoint}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``sld-import-teacher``: convert ``--checkpoint`` for ``--arch`` and write ``--out``.
+
+    The same entry point as :func:`sld_jax.cli.import_teacher_main`: a user error is printed as one
+    line on stderr and exits with status 2, like every sld_jax command (``--verbose`` keeps its
+    traceback).
+
+    Args:
+      argv: command-line arguments without the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+      0 on success, 2 on a user error or bad arguments (argparse exits with 2 itself).
+    """
+    from sld_jax.cli import import_teacher_main
+
+    return import_teacher_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

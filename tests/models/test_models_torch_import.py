@@ -212,8 +212,8 @@ def test_cli_writes_a_teacher_dir_that_reads_back(rng, tmp_path, capsys):
     want = ti.convert_state_dict(sd, "resnet8", num_classes=100)
     assert jax.tree.structure(variables) == jax.tree.structure(want)
     jax.tree.map(np.testing.assert_array_equal, variables, want)
-    # A second run refuses to overwrite unless asked; user errors are one line on stderr, exit 1.
-    assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out)]) == 1
+    # A second run refuses to overwrite unless asked; user errors are one line on stderr, exit 2.
+    assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert ti.main(["--arch", "resnet8", "--checkpoint", str(ckpt), "--out", str(out), "--overwrite"]) == 0
     assert (
@@ -229,7 +229,7 @@ def test_cli_writes_a_teacher_dir_that_reads_back(rng, tmp_path, capsys):
                 "10",
             ]
         )
-        == 1
+        == 2
     )
     assert "wrong shape: fc.weight is (100, 64), expected (10, 64)" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="not a teacher directory"):
@@ -238,8 +238,12 @@ def test_cli_writes_a_teacher_dir_that_reads_back(rng, tmp_path, capsys):
 
 def test_missing_torch_gives_install_hint(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)
+    (tmp_path / "x.pth").write_bytes(b"weights")
     with pytest.raises(ImportError, match="pip install torch"):
         ti.read_state_dict(tmp_path / "x.pth")
+    # A wrong path is reported as such first, with or without torch.
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ti.read_state_dict(tmp_path / "absent.pth")
 
 
 def test_torch_is_not_a_runtime_dependency():
