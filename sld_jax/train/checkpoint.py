@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import warnings
 from typing import Any
 
@@ -23,7 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from sld_jax.errors import UserError
-from sld_jax.train import integrity
+from sld_jax.train import integrity, kill_points
 from sld_jax.train.validation import check_which
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,30 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def check_writable(directory: str) -> None:
-    """Raises :class:`CheckpointError` now if ``directory`` cannot be created or written."""
+    """Raises :class:`CheckpointError` now if ``directory`` cannot be created or written.
+
+    The probe file's name is unique to the call (process index, pid and a random part, created
+    exclusively) and the file is removed afterwards, so runs probing one directory at the same
+    time never see each other's probe.
+    """
+    probe = None
     try:
         os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, f".write_probe_{jax.process_index()}")
-        with open(probe, "w") as f:
+        name = f".write_probe_{jax.process_index()}_{os.getpid()}_{uuid.uuid4().hex}"
+        with open(os.path.join(directory, name), "x") as f:
+            probe = f.name
             f.write("ok")
-        os.remove(probe)
     except OSError as e:
         raise CheckpointError(
             f"the workdir {directory!r} is not writable ({e.strerror}); choose another --workdir "
             "or fix its permissions/free space."
         ) from e
+    finally:
+        if probe is not None:
+            try:
+                os.remove(probe)
+            except OSError:
+                pass
 
 
 def _options(keep: int | None) -> ocp.CheckpointManagerOptions:
@@ -94,7 +107,11 @@ class Checkpointer:
             os.path.join(self.workdir, "checkpoints"), options=_options(keep), item_handlers=_item_handlers()
         )
         self._best = ocp.CheckpointManager(
-            os.path.join(self.workdir, "best"), options=_options(1), item_handlers=_item_handlers()
+            # Pruned by save() itself: the previous best stays until the checkpoint that records
+            # the new one is written.
+            os.path.join(self.workdir, "best"),
+            options=_options(None),
+            item_handlers=_item_handlers(),
         )
 
     def all_steps(self) -> list[int]:
@@ -103,26 +120,93 @@ class Checkpointer:
         return sorted(self._last.all_steps())
 
     def save(self, step: int, state: Any, metadata: dict, *, best: bool = False) -> None:
-        """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it."""
+        """Writes a checkpoint at ``step`` (and to ``best/`` if ``best``); every process calls it.
+
+        ``best/<step>`` is written first and the previous best is removed only after
+        ``checkpoints/<step>`` (whose metadata records ``best_step``) is written: at every moment
+        ``best/`` holds the best step that the newest checkpoint records. A kill or a failed write
+        in between leaves one extra, newer step in ``best/``, which :meth:`reconcile_best` drops
+        on the resume.
+        """
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_one_replica(state)),
             metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
         )
-        managers = [self._last] + ([self._best] if best else [])
-        for manager in managers:
-            try:
-                if step in manager.all_steps():
-                    manager.delete(step)
-                manager.save(step, args=args, force=True)
-                manager.wait_until_finished()
-            except Exception as e:  # a full disk or a vanished directory: keep the previous ones
-                previous = [s for s in manager.all_steps() if s != step]
+        stale = [s for s in self._best.all_steps() if s != step] if best else []
+        if best:
+            self._write(self._best, step, args)
+            kill_points.reached("best_saved", step)
+        self._write(self._last, step, args)
+        kill_points.reached("checkpoint_saved", step)
+        for old in stale:
+            self._best.delete(old)
+
+    def _write(self, manager: ocp.CheckpointManager, step: int, args: Any) -> None:
+        """``manager.save(step)``, replacing a step of that number; a failure is a CheckpointError
+        naming the intact previous checkpoint."""
+        try:
+            if step in manager.all_steps():
+                manager.delete(step)
+            manager.save(step, args=args, force=True)
+            manager.wait_until_finished()
+        except Exception as e:  # a full disk or a vanished directory: keep the previous ones
+            previous = [s for s in self._last.all_steps() if s != step]
+            raise CheckpointError(
+                f"could not write the checkpoint of step {step} to {manager.directory} "
+                f"({_first_line(e)}); "
+                f"the previous checkpoint (step {previous[-1] if previous else 'none'}) is intact. "
+                "Free disk space or choose another --workdir, then rerun to resume."
+            ) from e
+
+    def best_steps(self) -> list[int]:
+        """The steps held by ``best/``, ascending (one, except after an interrupted save)."""
+        self._best.reload()
+        return sorted(self._best.all_steps())
+
+    def reconcile_best(self, best_step: int | None, target_state: Any) -> None:
+        """Makes ``best/`` hold exactly ``best_step``: the best epoch's step as the checkpoint
+        resumed from records it (None: no epoch finished yet, ``best/`` must be empty).
+
+        A step of ``best/`` other than ``best_step`` is a best save whose checkpoint was not
+        written (a kill or a failed write in between, or a fall-back past a corrupt checkpoint):
+        its epoch is trained again, so it is dropped. A ``best_step`` missing from ``best/`` (a
+        failed ``best/`` write of an older version) is copied from ``checkpoints/``. Nothing is
+        deleted before the recorded best is known to exist. Call it on every process, on the
+        managers' view of the disk at start (no process deletes before every process has looked).
+
+        Raises:
+          CheckpointError: ``best_step`` is in neither ``best/`` nor ``checkpoints/`` (nothing is
+            changed then).
+        """
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("sld_jax reconcile_best")
+        held = sorted(self._best.all_steps())
+        if best_step is not None and best_step not in held:
+            if best_step not in self._last.all_steps():
                 raise CheckpointError(
-                    f"could not write the checkpoint of step {step} to {manager.directory} "
-                    f"({_first_line(e)}); "
-                    f"the previous checkpoint (step {previous[-1] if previous else 'none'}) is intact. "
-                    "Free disk space or choose another --workdir, then rerun to resume."
-                ) from e
+                    f"the best epoch's checkpoint (step {best_step}) is in neither best/ nor "
+                    f"checkpoints/ of {self.workdir}; evaluate the last checkpoint (sld-eval "
+                    "--which=last), or delete the workdir to train afresh."
+                )
+            state, metadata = self._restore(self._last, best_step, target_state)
+            metadata = {k: v for k, v in metadata.items() if k != "integrity"}
+            args = ocp.args.Composite(
+                state=ocp.args.StandardSave(_one_replica(state)),
+                metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
+            )
+            self._write(self._best, best_step, args)
+            log.warning("best/ did not hold the best epoch (step %d): copied it from checkpoints/", best_step)
+        for step in held:
+            if step != best_step:
+                log.warning(
+                    "best/ holds step %d, a best save whose checkpoint was not written (the best "
+                    "epoch recorded is step %s): dropped, its epoch is trained again",
+                    step,
+                    best_step,
+                )
+                self._best.delete(step)
 
     def restore_latest(self, target_state: Any) -> tuple[Any, dict] | None:
         """Restores the newest readable checkpoint into the structure/sharding of ``target_state``.
@@ -233,15 +317,16 @@ def load_run_variables(
       ``({"params", "batch_stats"}, metadata)`` as host (numpy) arrays.
     """
     subdirs = ["best", "checkpoints"] if check_which(which) == "best" else ["checkpoints"]
+    only = _recorded_best_in(os.path.abspath(workdir)) if subdirs[0] == "best" else None
     for sub in subdirs:
         directory = os.path.join(os.path.abspath(workdir), sub)
         if not os.path.isdir(directory):
             continue
-        # No clean-up: a reader must not delete the temporary directory of a save in progress
         # (e.g. sld-eval or a student reading the workdir of a teacher that is still training).
-        reader = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False)
-        with ocp.CheckpointManager(directory, options=reader, item_handlers=_item_handlers()) as manager:
+        with _reader(directory) as manager:
             steps = sorted(manager.all_steps())
+            if sub == "best" and only is not None:
+                steps = [only]  # the recorded best (an interrupted save may have left a newer one)
             for step in reversed(steps):
                 try:
                     state, metadata = _restore_verified(manager, step, _host_target(manager, step))
@@ -269,6 +354,54 @@ def load_run_variables(
         f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
         "teacher first with a vanilla config or import one with sld-import-teacher."
     )
+
+
+def _reader(directory: str) -> ocp.CheckpointManager:
+    # No clean-up: a reader must not delete the temporary directory of a save in progress.
+    options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False)
+    return ocp.CheckpointManager(directory, options=options, item_handlers=_item_handlers())
+
+
+def recorded_best_step(workdir: str) -> tuple[bool, int | None]:
+    """``(known, step)``: the best epoch's step as the newest readable checkpoint of
+    ``checkpoints/`` records it (``known`` False for no checkpoint, or one written before the
+    record existed)."""
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return False, None
+    with _reader(directory) as manager:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                restored = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+            except Exception:  # noqa: BLE001 - unreadable: the previous one
+                continue
+            metadata = dict(restored["metadata"])
+            return ("best_step" in metadata), metadata.get("best_step")
+    return False, None
+
+
+def _recorded_best_in(workdir: str) -> int | None:
+    """The step of ``best/`` to read: the best epoch's step that the run's newest checkpoint
+    records (None for a run whose checkpoints do not record it: its newest ``best/`` step is read).
+
+    Raises:
+      CheckpointError: ``best/`` does not hold the recorded step (never another epoch instead).
+    """
+    known, recorded = recorded_best_step(workdir)
+    if not known:
+        return None
+    directory = os.path.join(workdir, "best")
+    held = []
+    if os.path.isdir(directory):
+        with _reader(directory) as manager:
+            held = sorted(manager.all_steps())
+    if recorded not in held:
+        raise CheckpointError(
+            f"best/ of {workdir} holds steps {held} but the run records step {recorded} as its best "
+            "epoch (a save was interrupted, or the run is saving right now); rerun the run's command "
+            "to repair it, or retry in a moment, before reading its best checkpoint."
+        )
+    return recorded
 
 
 def _select_seed(variables: dict, metadata: dict, seed_index: int | None, *, where: str) -> dict:

@@ -26,8 +26,8 @@ from sld_jax import models
 from sld_jax.errors import UserError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
+from sld_jax.train import kill_points, report, schedule, setup
 from sld_jax.train import metrics as metrics_lib
-from sld_jax.train import report, schedule, setup
 from sld_jax.train import seeds as seeds_lib
 from sld_jax.train import workdir as workdir_lib
 from sld_jax.train.data_io import open_datasets
@@ -124,6 +124,17 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     if restored is not None:
         state, meta = restored
         log.info("resumed from step %d in %s", int(state.step[0]), workdir)
+    if meta.get("teacher") not in (None, built.teacher_fingerprint):
+        workdir_lib.teacher_changed(config, workdir)
+    # The best epoch's step, which best/ holds exactly (checkpoints written before it was recorded:
+    # the newest step of best/, as those versions read it).
+    if restored is not None and "best_step" not in meta:
+        held = checkpointer.best_steps()
+        best_step = held[-1] if held else None
+    else:
+        best_step = meta.get("best_step")
+        checkpointer.reconcile_best(best_step, state)
+    workdir_lib.clear_finished(workdir)  # until this run has written its last outputs again
     workdir_lib.reset_metrics(workdir, int(state.step[0]) if restored is not None else None)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -151,6 +162,9 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 "histories": histories,
                 "bests": bests,
                 "best_mean_top1": best_mean,
+                "best_step": best_step,
+                # The teacher's fingerprint: a resume from another teacher would mix two runs.
+                "teacher": built.teacher_fingerprint,
                 "epoch_sums": epoch_sums,
                 "steps_per_epoch": spe,
                 "name": config.name,
@@ -218,7 +232,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
             mean_top1 = float(np.mean([r["test_top1"] for r in records]))
             is_best = best_mean is None or mean_top1 > best_mean
             if is_best:
-                best_mean = mean_top1
+                best_mean, best_step = mean_top1, step
             _write_epoch(writer, step, records, built.seeds)
             _log_epoch(epoch, config.num_epochs, records, bests)
             if (
@@ -234,6 +248,15 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     writer.close()
     wall = time.perf_counter() - t_start
     results = seeds_lib.per_seed({"seeds": built.seeds, "histories": histories, "bests": bests})
+    complete = not preempted and step >= stop_at
+    if complete:
+        kill_points.reached("before_summary", step)
+        held = checkpointer.best_steps()
+        if held != ([] if best_step is None else [best_step]):  # by construction never: readers rely on it
+            raise ckpt_lib.CheckpointError(
+                f"best/ of {workdir} holds steps {held}, not the best epoch's step {best_step}; "
+                "rerun the command to repair it."
+            )
     if jax.process_index() == 0 and histories[0]:
         report.plot_histories(results, os.path.join(workdir, "accuracy.png"), config.name)
         report.write_summary(
@@ -245,6 +268,8 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
             machine=machine_description(),
         )
     checkpointer.close()
+    if complete and jax.process_index() == 0:
+        workdir_lib.mark_finished(workdir, step=step, best_step=best_step, teacher=built.teacher_fingerprint)
     return {
         "history": results[0]["history"],
         "best": results[0]["best"],

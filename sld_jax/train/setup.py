@@ -27,7 +27,7 @@ from sld_jax.train import methods, schedule, seeds, validation
 from sld_jax.train.data_io import RunData, open_datasets, train_feed, upload_split
 from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
 from sld_jax.train.step import SEED_AXIS_MODES, StepConfig, compile_dispatch, compile_seeds_eval_step
-from sld_jax.train.teacher import load_teacher
+from sld_jax.train.teacher import load_teacher, variables_fingerprint
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
 
@@ -158,6 +158,8 @@ class Run:
       seed_axis: "vmap" or "unroll"; shares_data: every seed sees the same batches and views.
       steps_per_dispatch: optimiser steps per compiled call.
       split: the device-resident train split ``{"image", "label"}`` (``{}``: batches from the host).
+      teacher_fingerprint: :func:`~sld_jax.train.teacher.variables_fingerprint` of the teacher's
+        variables as loaded (None without a teacher).
     """
 
     config: ml_collections.ConfigDict
@@ -177,6 +179,7 @@ class Run:
     shares_data: bool
     steps_per_dispatch: int
     split: dict
+    teacher_fingerprint: str | None = None
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
     _compiled_before: dict = dataclasses.field(default_factory=dict, repr=False)
     _active: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -315,7 +318,7 @@ def build(
     replicated = NamedSharding(mesh, P())
     axis_name = mesh_lib.DATA_AXIS if config.sync_batchnorm else None
     student = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype, axis_name=axis_name)
-    teacher = None
+    teacher = teacher_print = None
     if method.uses_teacher and train:
         if teacher_variables is None:
             teacher, teacher_variables = load_teacher(
@@ -323,6 +326,7 @@ def build(
             )
         else:
             teacher = models.get_model(config.teacher.arch, num_classes=spec.num_classes, dtype=dtype)
+        teacher_print = variables_fingerprint(teacher_variables)
         teacher_variables = jax.device_put(variables_in_compute_dtype(teacher_variables, dtype), replicated)
     lr_fn, tx = optimizer(
         float(config.optim.lr),
@@ -369,6 +373,7 @@ def build(
         shares_data=bool(config.get("seed_axis_shares_data", False)),
         steps_per_dispatch=steps_per_dispatch(config),
         split=split,
+        teacher_fingerprint=teacher_print,
     )
 
 

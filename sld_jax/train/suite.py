@@ -16,8 +16,10 @@ from rows of (teacher, student) pairs and a tuple of methods (``configs/cifar100
 names with ``/`` or ``+`` are overridden with a subscript:
 ``--config.runs["resnet32x4_resnet8x4/dkd+sld"].num_seeds=5``.
 
-Each run trains in ``<workdir>/<name>``; a run whose checkpoint holds every seed at its last epoch
-is reused (:func:`sld_jax.train.seeds.per_seed` of its metadata), an interrupted one resumes. At
+Each run trains in ``<workdir>/<name>``. A finished run (:func:`finished`: its ``finished.json``
+written, every seed at its last epoch) is reused only if it is the same run — its ``config.json``
+equal in every field that changes the computation, and, for a student, the same teacher
+(fingerprint) — and is refused otherwise, naming what differs; an interrupted one resumes. At
 the end one markdown table is printed and written to ``<workdir>/summary.md``
 (:func:`format_table`): per run its model, method, seeds, best and last test top-1 as mean ± std
 over seeds, the range of the best, and the paper's number; a grid's runs are grouped by row.
@@ -25,6 +27,8 @@ over seeds, the range of the best, and the paper's number; a grid's runs are gro
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import time
@@ -35,7 +39,9 @@ import ml_collections
 from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop, seeds
+from sld_jax.train import kill_points, loop, seeds
+from sld_jax.train import teacher as teacher_lib
+from sld_jax.train import workdir as workdir_lib
 
 log = logging.getLogger("sld_jax")
 
@@ -80,16 +86,70 @@ def check(config: ml_collections.ConfigDict) -> None:
 
 
 def finished(workdir: str, run: ml_collections.ConfigDict) -> list[dict] | None:
-    """The per-seed results of a run saved in ``workdir`` with every seed done, else None."""
+    """The per-seed results of the run saved in ``workdir`` if it is finished — its last
+    checkpoint, summary and plot written (``finished.json``), every seed at ``run``'s last epoch —
+    and is the same run as ``run``, else None (it then trains or resumes).
+
+    Raises:
+      RunMismatchError: a finished run whose config differs from ``run`` in a field that changes
+        the computation, or whose teacher changed since (retrained or replaced): never reused.
+    """
+    record = workdir_lib.read_finished(workdir)
+    if record is None:
+        return None
     try:
         _, meta = ckpt_lib.load_run_variables(workdir, which="last")
     except ckpt_lib.CheckpointError:
         return None
     per_seed = seeds.per_seed(meta)
     done = [r for r in per_seed if r["last"] is not None and r["last"]["epoch"] >= run.num_epochs]
-    if done and len(done) == len(per_seed) >= run.get("num_seeds", 1):
-        return per_seed
-    return None
+    if not (done and len(done) == len(per_seed) >= run.get("num_seeds", 1)):
+        return None
+    _check_reusable(workdir, run, record)
+    return per_seed
+
+
+def _check_reusable(workdir: str, run: ml_collections.ConfigDict, record: dict) -> None:
+    """Raises :class:`~sld_jax.train.workdir.RunMismatchError` unless the finished run in
+    ``workdir`` is ``run``: the same computation (the resume check's fields) and the same teacher."""
+    fix = f"delete {workdir} to train it again, or use another --workdir for the suite."
+    try:
+        with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise workdir_lib.RunMismatchError(
+            f"{workdir} holds a finished run whose config.json is unreadable ({e}), so it cannot be "
+            f"reused safely; {fix}"
+        ) from e
+    # Where the teacher is (an absolute path: a moved suite workdir) is not what it is: the
+    # fingerprint below compares the teacher itself.
+    diff = [k for k in workdir_lib.differing_fields(saved, run) if k != "teacher.checkpoint"]
+    if diff:
+        raise workdir_lib.RunMismatchError(
+            f"{workdir} holds a finished run with another config (differing fields: "
+            f"{', '.join(diff)}), so it is not reused; {fix}"
+        )
+    if teacher_lib.uses_teacher(run) and record.get("teacher") != _fingerprint(run.teacher.checkpoint):
+        raise workdir_lib.RunMismatchError(
+            f"{workdir} holds a run distilled from another teacher than the one now in "
+            f"{run.teacher.checkpoint} (retrained or replaced since), so it is not reused; {fix}"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_of(path: str, stamp: int) -> str:
+    return teacher_lib.fingerprint(path)
+
+
+def _fingerprint(checkpoint: str) -> str:
+    """:func:`~sld_jax.train.teacher.fingerprint`, read once per teacher directory and state of its
+    ``finished.json`` (the students of one teacher share it)."""
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    try:
+        stamp = os.stat(os.path.join(path, workdir_lib.FINISHED_FILE)).st_mtime_ns
+    except OSError:
+        return teacher_lib.fingerprint(path)
+    return _fingerprint_of(path, stamp)
 
 
 def result_seeds(result: dict) -> list[dict]:
@@ -161,6 +221,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
             stopped = name
             break
         results[name] = result_seeds(result)
+        kill_points.reached("between_suite_runs")
     wall = time.perf_counter() - t0
     table = format_table(config, results)
     note = f"\nStopped during {stopped}: rerun the same command to resume.\n" if stopped else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from sld_jax import models
 from sld_jax.errors import UserError
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import integrity
+from sld_jax.train import integrity, methods
 
 
 class TeacherError(UserError, ValueError):
@@ -100,17 +101,7 @@ def load_teacher(
             f"(sld-train --config configs/.../vanilla/{arch}.py --workdir {teacher_cfg.checkpoint}) "
             "or convert a PyTorch one with sld-import-teacher."
         )
-    run_config = os.path.join(path, "config.json")
-    if os.path.exists(run_config):
-        with open(run_config) as f:
-            saved = json.load(f)
-        saved_arch = saved.get("model")
-        variables, _ = ckpt_lib.load_run_variables(path, which="best")
-        saved_classes = None
-    else:
-        from sld_jax.models import torch_import
-
-        saved_arch, saved_classes, variables = torch_import.load_teacher_dir(path)
+    saved_arch, saved_classes, variables = _read_teacher(path)
     if saved_arch != arch:
         raise TeacherMismatchError(
             f"the teacher in {path} is a {saved_arch!r} but the config says teacher.arch={arch!r}; "
@@ -130,3 +121,41 @@ def load_teacher(
     check_finite_teacher(variables, path)
     variables = jax.tree.map(jnp.asarray, variables)
     return model, variables
+
+
+def _read_teacher(path: str) -> tuple[str | None, int | None, dict]:
+    """``(architecture, classes or None, variables)`` saved in ``path``: the best checkpoint of a
+    ``sld-train`` workdir (classes None: checked against the model's shapes), or an
+    ``sld-import-teacher`` output."""
+    run_config = os.path.join(path, "config.json")
+    if os.path.exists(run_config):
+        with open(run_config) as f:
+            saved = json.load(f)
+        variables, _ = ckpt_lib.load_run_variables(path, which="best")
+        return saved.get("model"), None, variables
+    from sld_jax.models import torch_import
+
+    return torch_import.load_teacher_dir(path)
+
+
+def fingerprint(checkpoint: str) -> str:
+    """SHA-256 of the teacher variables that ``checkpoint`` (a teacher directory, as
+    ``teacher.checkpoint``) holds now: a student records it, and a suite reuses the student only
+    while its teacher's fingerprint is unchanged (a retrained or replaced teacher changes it).
+    """
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    return variables_fingerprint(_read_teacher(path)[2])
+
+
+def variables_fingerprint(variables: Any) -> str:
+    """SHA-256 over the names, dtypes, shapes and values of a teacher's variables (any pytree of
+    arrays; the host copy of device arrays is read)."""
+    digest = hashlib.sha256()
+    for name, leaf in integrity.leaf_names(variables):
+        digest.update(f"{name}:{integrity.array_digest(np.asarray(leaf))};".encode())
+    return digest.hexdigest()
+
+
+def uses_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run ``config`` distils from a teacher (its method's ``uses_teacher``)."""
+    return methods.get_method(config.method).uses_teacher

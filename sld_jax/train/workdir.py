@@ -9,6 +9,8 @@
   ``--config.resume_policy=override``.
 * :func:`reset_metrics` — drops ``metrics.jsonl`` lines newer than the restored checkpoint, or
   moves the file aside when a run starts afresh over an old workdir.
+* :func:`mark_finished` / :func:`read_finished` — ``finished.json``, written after a run's last
+  checkpoint, summary and plot (removed while a run trains): what "finished" means to a suite.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger("sld_jax")
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+FINISHED_FILE = "finished.json"
 
 # Config fields that may differ between a run and its resume: they do not change what is computed
 # at any step (how long to train, how often to log/save, where things are, how errors are handled).
@@ -56,6 +59,13 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 RESUME_POLICIES = ("strict", "override")
+# Resumable fields that change how the steps are computed but not what: a resume with another
+# value continues the run, whose numbers then differ from an uninterrupted run's by float
+# rounding (another compiled program; a warning says so). num_devices without sync_batchnorm
+# also regroups the per-device BatchNorm statistics.
+ROUNDING_FIELDS = ("seed_axis", "steps_per_dispatch", "data_placement", "num_devices")
+# Fields that fix the shape of the saved state: no policy can resume with another value.
+SHAPE_FIELDS = ("num_seeds",)
 
 
 class WorkdirBusyError(UserError):
@@ -226,9 +236,25 @@ def check_same_run(config: Any, workdir: str) -> None:
             f"{saved_path} is not valid JSON ({e}), so this resume cannot be checked; restore it "
             "or pass --config.resume_policy=override."
         ) from e
+    rounding = [k for k in differing_fields(saved, config, ignore=()) if k in ROUNDING_FIELDS]
+    if rounding:
+        log.warning(
+            "resuming %s with other %s: the run continues, and its numbers differ from an "
+            "uninterrupted run's by float rounding (another compiled program)",
+            workdir,
+            ", ".join(rounding),
+        )
     diff = differing_fields(saved, config)
     if not diff:
         return
+    shape = [k for k in diff if k in SHAPE_FIELDS]
+    if shape:
+        raise RunMismatchError(
+            f"{workdir} holds a run of {shape[0]}={_comparable(saved).get(shape[0])}, and its "
+            f"checkpoints hold that many seeds, so it cannot resume with "
+            f"{shape[0]}={_comparable(config).get(shape[0])} under any resume_policy; use another "
+            "--workdir for the new value."
+        )
     if policy == "override":
         log.warning(
             "resuming %s with a changed config (resume_policy=override): %s", workdir, ", ".join(diff)
@@ -242,6 +268,24 @@ def check_same_run(config: Any, workdir: str) -> None:
         f"{workdir} holds a run with another config, so resuming would mix two runs; differing "
         f"fields: {shown}{more}. Use another --workdir, or pass --config.resume_policy=override to "
         "resume it with the new values on purpose."
+    )
+
+
+def teacher_changed(config: Any, workdir: str) -> None:
+    """Refuses (strict) or warns (``resume_policy=override``) when the teacher of the run saved in
+    ``workdir`` is not the teacher its checkpoint recorded (retrained or replaced since).
+
+    Raises:
+      RunMismatchError: under the strict policy.
+    """
+    where = config.teacher.checkpoint
+    if config.get("resume_policy", "strict") == "override":
+        log.warning("resuming %s with a changed teacher in %s (resume_policy=override)", workdir, where)
+        return
+    raise RunMismatchError(
+        f"{workdir} was distilled from another teacher than the one now in {where} (it was retrained "
+        "or replaced), so resuming would mix two distillations. Use another --workdir or delete this "
+        "one to distil from the new teacher, or pass --config.resume_policy=override to go on on purpose."
     )
 
 
@@ -279,3 +323,39 @@ def reset_metrics(workdir: str, restored_step: int | None) -> None:
         with open(path + ".tmp", "w") as f:
             f.writelines(keep)
         os.replace(path + ".tmp", path)
+
+
+def mark_finished(workdir: str, *, step: int, best_step: int | None, teacher: str | None) -> None:
+    """Writes ``finished.json`` (atomically): the run reached its last step and wrote its outputs.
+
+    Args:
+      workdir: the run directory.
+      step: the run's last step.
+      best_step: the step of its best epoch (what ``best/`` holds; None when no epoch ended).
+      teacher: the fingerprint of the teacher it was distilled from
+        (:func:`sld_jax.train.teacher.fingerprint`; None without a teacher).
+    """
+    path = os.path.join(workdir, FINISHED_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"step": int(step), "best_step": best_step, "teacher": teacher}, f)
+    os.replace(path + ".tmp", path)
+
+
+def clear_finished(workdir: str) -> None:
+    """Removes ``finished.json`` (process 0): the run is about to train or resume."""
+    if jax.process_index() == 0:
+        try:
+            os.remove(os.path.join(workdir, FINISHED_FILE))
+        except FileNotFoundError:
+            pass
+
+
+def read_finished(workdir: str) -> dict | None:
+    """``finished.json``'s record (``step``, ``best_step``, ``teacher``: see :func:`mark_finished`),
+    or None for a run that is not finished (or whose file is unreadable)."""
+    try:
+        with open(os.path.join(workdir, FINISHED_FILE)) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "step" in record else None

@@ -13,6 +13,7 @@ import pytest
 from sld_jax.errors import ConfigError
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import loop, seeds, setup, suite
+from sld_jax.train import workdir as workdir_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 ROW = "resnet32x4_resnet8x4"
@@ -79,6 +80,13 @@ def saved(monkeypatch):
     return metas
 
 
+def mark_finished(run_dir, run_config):
+    """What a finished run leaves besides its checkpoint: config.json and finished.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / workdir_lib.CONFIG_FILE).write_text(run_config.to_json())
+    workdir_lib.mark_finished(str(run_dir), step=1, best_step=1, teacher=None)
+
+
 def table_line(text, name):
     return next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
 
@@ -129,6 +137,9 @@ def test_finished_runs_are_reused_and_unfinished_ones_resume(fake_loop, saved, t
         "bests": [r["best"] for r in done],
     }
     saved[str(tmp_path / "kd")] = {"seeds": [0, 1, 2], "histories": [[], [], []], "bests": [None] * 3}
+    # Finished = its last outputs written (finished.json) with the suite's config of the run.
+    for name in ("teacher", "vanilla", "kd"):
+        mark_finished(tmp_path / name, suite.run_config(config, name, str(tmp_path)))
     suite.run_suite(config, str(tmp_path))
     assert [os.path.basename(w) for _, w in fake_loop.calls] == ["kd", "sld"]
     text = (tmp_path / "summary.md").read_text()
@@ -136,6 +147,25 @@ def test_finished_runs_are_reused_and_unfinished_ones_resume(fake_loop, saved, t
     assert table_line(text, "vanilla").startswith("| vanilla | resnet_tiny | vanilla | 3 | 60.00 ± 10.00 |")
     # A checkpoint of fewer seeds than the run asks for is not finished.
     assert suite.finished(str(tmp_path / "teacher"), runs.kd) is None
+
+
+def test_a_finished_run_is_reused_only_when_it_is_the_same_run(fake_loop, saved, tmp_path):
+    """A run is finished once its outputs are written (finished.json), and then reused only with
+    the config it was trained with: a changed field is refused, naming it."""
+    config = load("digits/demo.py", "runlocal")
+    teacher_history = history((0.8, 0.8), config.runs.teacher.num_epochs)
+    saved[str(tmp_path / "teacher")] = {"history": teacher_history, "best": teacher_history[0]}
+    # Every epoch checkpointed but killed before its summary (no finished.json): trained again.
+    suite.run_suite(config, str(tmp_path))
+    assert [os.path.basename(w) for _, w in fake_loop.calls] == ["teacher", "vanilla", "kd", "sld"]
+    # Finished with the suite's config: reused; finished with another learning rate: refused.
+    mark_finished(tmp_path / "teacher", suite.run_config(config, "teacher", str(tmp_path)))
+    fake_loop.calls.clear()
+    suite.run_suite(config, str(tmp_path))
+    assert [os.path.basename(w) for _, w in fake_loop.calls] == ["vanilla", "kd", "sld"]
+    config.runs.teacher.optim.lr = 0.5
+    with pytest.raises(workdir_lib.RunMismatchError, match=r"another config .*optim\.lr.* delete"):
+        suite.run_suite(config, str(tmp_path))
 
 
 def test_grid_expands_rows_by_methods_with_the_paper_beside(fake_loop, saved, tmp_path):
