@@ -24,9 +24,9 @@ def _xla_accepts(flag: str) -> bool:
 # run and every tolerance is unchanged; only the machine code differs, and compiles in a third of
 # the time (the suite's CPU time: -13 % for the first two settings, -16 % more for the emitters).
 # No test may depend on them: every equality between two differently compiled programs holds to a
-# tolerance (and .ci/run repeats those tests with XLA's defaults). The one test whose property
-# depends on the emitters' fusion choices, K = 1 bit-identity in tests/train/test_train_seeds.py,
-# compiles with the default emitters. The xdist workers and subprocesses inherit the flags.
+# tolerance (the `cross_program` tests, which .ci/run repeats with XLA's defaults), and bit-identity
+# is claimed only for the same program on the same inputs (a resume). The xdist workers and
+# subprocesses inherit the flags.
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 TEST_DEVICE_COUNT = 8
 FAST_COMPILE_FLAGS = (
@@ -95,6 +95,7 @@ SLOW_FILES_FIRST = (
     "tests/train/test_train_faults.py",
     "tests/models/test_models_grad_float64.py",
     "tests/train/test_train_resilience.py",
+    "tests/train/test_train_consistency.py",
     "tests/train/test_train_loop.py",
     "tests/models/test_models_torch_import.py",
     "tests/losses/test_losses_fused_linear.py",
