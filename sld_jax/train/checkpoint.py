@@ -317,7 +317,11 @@ def load_run_variables(
       ``({"params", "batch_stats"}, metadata)`` as host (numpy) arrays.
     """
     subdirs = ["best", "checkpoints"] if check_which(which) == "best" else ["checkpoints"]
-    only = _recorded_best_in(os.path.abspath(workdir)) if subdirs[0] == "best" else None
+    only = None
+    if subdirs[0] == "best":
+        known, only = _recorded_best_in(os.path.abspath(workdir))
+        if known and only is None:  # no epoch has ended: no best yet, the last checkpoint is read
+            subdirs = ["checkpoints"]
     for sub in subdirs:
         directory = os.path.join(os.path.abspath(workdir), sub)
         if not os.path.isdir(directory):
@@ -380,16 +384,17 @@ def recorded_best_step(workdir: str) -> tuple[bool, int | None]:
     return False, None
 
 
-def _recorded_best_in(workdir: str) -> int | None:
-    """The step of ``best/`` to read: the best epoch's step that the run's newest checkpoint
-    records (None for a run whose checkpoints do not record it: its newest ``best/`` step is read).
+def _recorded_best_in(workdir: str) -> tuple[bool, int | None]:
+    """``(known, step)``: the step of ``best/`` to read, the best epoch's step that the run's newest
+    checkpoint records (None: no epoch has ended yet). ``known`` is False for a run whose
+    checkpoints do not record it (its newest ``best/`` step is read).
 
     Raises:
       CheckpointError: ``best/`` does not hold the recorded step (never another epoch instead).
     """
     known, recorded = recorded_best_step(workdir)
-    if not known:
-        return None
+    if not known or recorded is None:
+        return known, None
     directory = os.path.join(workdir, "best")
     held = []
     if os.path.isdir(directory):
@@ -401,7 +406,7 @@ def _recorded_best_in(workdir: str) -> int | None:
             "epoch (a save was interrupted, or the run is saving right now); rerun the run's command "
             "to repair it, or retry in a moment, before reading its best checkpoint."
         )
-    return recorded
+    return True, recorded
 
 
 def _select_seed(variables: dict, metadata: dict, seed_index: int | None, *, where: str) -> dict:

@@ -274,3 +274,15 @@ def test_a_resume_with_another_dispatch_form_warns_that_results_change_by_roundi
     with caplog.at_level("WARNING", logger="sld_jax"):
         workdir_lib.check_same_run(config, workdir)  # allowed
     assert "data_placement, seed_axis, steps_per_dispatch" in caplog.text and "rounding" in caplog.text
+
+
+def test_a_run_stopped_before_its_first_epoch_ends_reads_its_last_checkpoint_as_best(
+    tiny_config_module, digits_data_dir, tmp_path
+):
+    """No epoch ended: no best epoch is recorded and ``best/`` is empty; a reader of "best" gets
+    the last checkpoint (as a dry run's tiny teacher is read)."""
+    workdir = str(tmp_path / "run")
+    loop.run(tiny(tiny_config_module, digits_data_dir, max_steps=2), workdir)
+    assert ckpt_lib.recorded_best_step(workdir) == (True, None)
+    _, meta = ckpt_lib.load_run_variables(workdir, which="best")
+    assert meta["best_step"] is None
