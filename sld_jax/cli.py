@@ -131,6 +131,7 @@ def _load_config(argv: list[str]):
             rest.append(a)
         i += 1
     config_path = resolve_config_path(config_path)
+    config_file = config_path.partition(":")[0]
     try:
         # sys_argv=rest: config_flags looks for `--config.x=y` overrides in this argv (not
         # sys.argv, which still holds the `--config PATH` removed above: with it the file would
@@ -149,6 +150,10 @@ def _load_config(argv: list[str]):
         flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
         flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
         fv(rest)
+    except SyntaxError as e:
+        raise ConfigError(
+            f"config file {config_file} does not parse ({e.msg}, line {e.lineno}); fix that line."
+        ) from None
     except (flags.Error, AttributeError, KeyError) as e:
         # A mistyped override: name the nearest valid key, read from the config without overrides.
         plain = flags.FlagValues()
@@ -157,6 +162,13 @@ def _load_config(argv: list[str]):
                 "config", config_path, flag_values=plain, lock_config=True, sys_argv=rest[:1]
             )
             config = plain["config"].value
+        except AttributeError as bad:
+            if "get_config" not in str(bad):
+                raise
+            raise ConfigError(
+                f"config file {config_file} has no get_config(arg=None); define one that returns the "
+                "config (as every file under configs/ does)."
+            ) from None
         except flags.Error as bad:  # get_config itself failed (e.g. a bad path.py:ARG): its last line
             raise ConfigError(str(bad).strip().splitlines()[-1].split(": ", 1)[-1]) from None
         raise ConfigError(str(_config_key_error(rest, config) or e)) from e
