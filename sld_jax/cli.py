@@ -132,6 +132,9 @@ def _load_config(argv: list[str]):
         i += 1
     config_path = resolve_config_path(config_path)
     config_file = config_path.partition(":")[0]
+    # config_flags loads every config file as the module "config_config", re-executing a loaded one
+    # in place: a second file of a process (tests, notebooks) would keep the first's get_config.
+    sys.modules.pop("config_config", None)
     try:
         # sys_argv=rest: config_flags looks for `--config.x=y` overrides in this argv (not
         # sys.argv, which still holds the `--config PATH` removed above: with it the file would
