@@ -88,6 +88,14 @@ def _one_replica(tree: Any) -> Any:
     return jax.tree.map(leaf, tree)
 
 
+def _save_args(state: Any, metadata: dict) -> ocp.args.Composite:
+    """What one checkpoint holds: the state (one replica) and the metadata with its checksums."""
+    return ocp.args.Composite(
+        state=ocp.args.StandardSave(_one_replica(state)),
+        metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
+    )
+
+
 def _abstract(tree: Any) -> Any:
     def leaf(x):
         if isinstance(x, jax.Array):
@@ -128,10 +136,7 @@ class Checkpointer:
         in between leaves one extra, newer step in ``best/``, which :meth:`reconcile_best` drops
         on the resume.
         """
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(_one_replica(state)),
-            metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
-        )
+        args = _save_args(state, metadata)
         stale = [s for s in self._best.all_steps() if s != step] if best else []
         if best:
             self._write(self._best, step, args)
@@ -192,11 +197,7 @@ class Checkpointer:
                 )
             state, metadata = self._restore(self._last, best_step, target_state)
             metadata = {k: v for k, v in metadata.items() if k != "integrity"}
-            args = ocp.args.Composite(
-                state=ocp.args.StandardSave(_one_replica(state)),
-                metadata=ocp.args.JsonSave(integrity.with_checksums(state, metadata)),
-            )
-            self._write(self._best, best_step, args)
+            self._write(self._best, best_step, _save_args(state, metadata))
             log.warning("best/ did not hold the best epoch (step %d): copied it from checkpoints/", best_step)
         for step in held:
             if step != best_step:

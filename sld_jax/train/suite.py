@@ -39,7 +39,7 @@ import ml_collections
 from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import kill_points, loop, seeds
+from sld_jax.train import kill_points, loop, methods, seeds
 from sld_jax.train import teacher as teacher_lib
 from sld_jax.train import workdir as workdir_lib
 
@@ -129,7 +129,9 @@ def _check_reusable(workdir: str, run: ml_collections.ConfigDict, record: dict) 
             f"{workdir} holds a finished run with another config (differing fields: "
             f"{', '.join(diff)}), so it is not reused; {fix}"
         )
-    if teacher_lib.uses_teacher(run) and record.get("teacher") != _fingerprint(run.teacher.checkpoint):
+    if methods.get_method(run.method).uses_teacher and record.get("teacher") != _fingerprint(
+        run.teacher.checkpoint
+    ):
         raise workdir_lib.RunMismatchError(
             f"{workdir} holds a run distilled from another teacher than the one now in "
             f"{run.teacher.checkpoint} (retrained or replaced since), so it is not reused; {fix}"

@@ -15,7 +15,7 @@ import numpy as np
 from sld_jax import models
 from sld_jax.errors import UserError
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import integrity, methods
+from sld_jax.train import integrity
 
 
 class TeacherError(UserError, ValueError):
@@ -154,8 +154,3 @@ def variables_fingerprint(variables: Any) -> str:
     for name, leaf in integrity.leaf_names(variables):
         digest.update(f"{name}:{integrity.array_digest(np.asarray(leaf))};".encode())
     return digest.hexdigest()
-
-
-def uses_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether the run ``config`` distils from a teacher (its method's ``uses_teacher``)."""
-    return methods.get_method(config.method).uses_teacher
