@@ -24,6 +24,7 @@ from sld_jax.errors import ConfigError, UserError
 DEFAULT_CONFIG = "configs/digits/demo.py"
 VERBOSE_ENV = "SLD_JAX_VERBOSE"
 USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # the shell's status for a process ended by SIGINT
 
 
 class ConfigFileNotFoundError(UserError, FileNotFoundError):
@@ -47,8 +48,13 @@ def _user_error_message(e: BaseException) -> str | None:
     return None
 
 
+def _prog() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "sld_jax"
+
+
 def one_line_user_errors(main):
-    """Wraps a ``main(argv)``: user errors -> one line on stderr and exit status 2.
+    """Wraps a ``main(argv)``: user errors -> one line on stderr and exit status 2; a Ctrl-C that
+    reaches it (outside training, or a second one during it) -> one line and status 130.
 
     ``--verbose`` is removed from ``argv`` and sets ``SLD_JAX_VERBOSE=1``, under which user errors
     keep their traceback too.
@@ -62,12 +68,20 @@ def one_line_user_errors(main):
             os.environ[VERBOSE_ENV] = "1"
         try:
             return main(argv)
+        except KeyboardInterrupt:
+            if _verbose():
+                raise
+            print(
+                f"{_prog()}: interrupted; the checkpoints saved before it are kept: rerun the same "
+                "command to resume (one Ctrl-C during training saves first).",
+                file=sys.stderr,
+            )
+            return INTERRUPTED_EXIT
         except Exception as e:
             message = _user_error_message(e)
             if message is None or _verbose():
                 raise
-            prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "sld_jax"
-            print(f"{prog}: error: {message} (traceback: rerun with --verbose)", file=sys.stderr)
+            print(f"{_prog()}: error: {message} (traceback: rerun with --verbose)", file=sys.stderr)
             return USER_ERROR_EXIT
 
     return wrapper
@@ -207,7 +221,9 @@ def _init_runtime(fv) -> None:
 def _quiet_libraries() -> None:
     """orbax/absl/TF log lines (hundreds on a failed save) only with --verbose."""
     level = logging.WARNING if _verbose() else logging.CRITICAL
-    for noisy in ("absl", "orbax", "tensorflow"):
+    # asyncio: orbax's write tasks of a failed save log "Task exception was never retrieved" (the
+    # failure itself is the one-line error).
+    for noisy in ("absl", "orbax", "tensorflow", "asyncio"):
         logging.getLogger(noisy).setLevel(level)
     logging.getLogger("jax._src").setLevel(logging.WARNING)
     if not _verbose():
@@ -215,8 +231,12 @@ def _quiet_libraries() -> None:
 
 
 def _drop_orbax_leftovers(unraisable) -> None:
-    """Hides the coroutines orbax leaves behind after a corrupt checkpoint (already warned about)."""
+    """Hides what orbax leaves behind after a corrupt checkpoint or a failed save (already reported
+    as one line): its pending read coroutines, and its writer threads' callbacks into the closed
+    event loop of the failed save."""
     if "_read_array_index" in repr(getattr(unraisable, "object", "")):
+        return
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
         return
     sys.__unraisablehook__(unraisable)
 
@@ -225,12 +245,7 @@ def _validated(config):
     """The run config after every check that needs no data (ranges, names, devices)."""
     from sld_jax.train import setup
 
-    try:
-        setup.validate(config)
-    except UserError:
-        raise
-    except ValueError as e:  # the checks' plain ValueErrors are config errors too
-        raise ConfigError(str(e)) from e
+    setup.validate(config)
     return config
 
 
@@ -268,7 +283,7 @@ def train_main(argv: list[str] | None = None) -> int:
     if result["preempted"]:
         if _process_index() == 0:
             print(
-                f"stopped by SIGTERM after saving step {int(result['state'].step[0])}; rerun the "
+                f"stopped by {result['stopped_by']} after saving step {int(result['state'].step[0])}; rerun the "
                 f"same command to resume from {workdir}."
             )
         return 0
@@ -300,14 +315,23 @@ def eval_main(argv: list[str] | None = None) -> int:
             workdir = a.split("=", 1)[1]
         elif a == "--workdir" and i + 1 < len(argv):
             workdir = argv[i + 1]
-    if not workdir or not os.path.exists(os.path.join(workdir, "config.json")):
+    import ml_collections
+
+    from sld_jax.train import workdir as workdir_lib
+
+    saved = (
+        workdir_lib.read_config(
+            workdir or ".",
+            fix="restore it, or rerun its sld-train command with --config.resume_policy=override (which rewrites it).",
+        )
+        if workdir
+        else None
+    )
+    if saved is None:
         raise ConfigError(
             f"--workdir must name an sld-train run directory with a config.json (got {workdir!r})."
         )
-    import ml_collections
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(saved)
     which = "best"
     for i, a in enumerate(argv):
         if a.startswith("--which="):

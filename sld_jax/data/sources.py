@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from sld_jax.errors import UserError
+from sld_jax.errors import ConfigError, UserError
 
 T = TypeVar("T")
 
@@ -152,7 +152,9 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.") from None
+        raise ConfigError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (--config.dataset.name=...)."
+        ) from None
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> str:

@@ -42,27 +42,39 @@ class NonFiniteLossError(UserError, RuntimeError):
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag checked between steps (the step in flight always finishes)."""
+    """Turns SIGTERM and a first Ctrl-C (SIGINT) into a flag checked between steps: the step in
+    flight finishes, a checkpoint is saved and the run returns ``preempted``. A second Ctrl-C aborts
+    at once (``KeyboardInterrupt``; the last saved checkpoint stays)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name: str | None = None
+        self._previous: dict = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no signal handling
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: no signal handling
+                break
         return self
 
     def _handle(self, signum, frame):
-        del signum, frame
+        del frame
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
         self.requested = True
-        log.warning("SIGTERM received: finishing the current step, then saving a checkpoint.")
+        self.signal_name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        again = " (Ctrl-C again aborts without saving)" if signum == signal.SIGINT else ""
+        log.warning(
+            "%s received: finishing the current step, then saving a checkpoint%s.", self.signal_name, again
+        )
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def agreed(self) -> bool:
         """True once any process was asked to stop (all processes agree, so they save together)."""
@@ -83,7 +95,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     Returns:
       dict with ``history`` (per-epoch records), ``best`` and ``last`` records, ``preempted``
-      (True when stopped by SIGTERM after saving), and ``workdir``.
+      (True when stopped by SIGTERM or a first Ctrl-C after saving; ``stopped_by`` names which),
+      and ``workdir``.
 
     Raises:
       ValueError: bad config, teacher mismatch, bad data — before any training step.
@@ -137,8 +150,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
     workdir_lib.clear_finished(workdir)  # until this run has written its last outputs again
     workdir_lib.reset_metrics(workdir, int(state.step[0]) if restored is not None else None)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        workdir_lib.write_config(workdir, config)
 
     previous = seeds_lib.per_seed(meta) if restored is not None else []
     histories: list[list[dict]] = [list(r["history"]) for r in previous] or [[] for _ in built.seeds]
@@ -257,17 +269,19 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
                 f"best/ of {workdir} holds steps {held}, not the best epoch's step {best_step}; "
                 "rerun the command to repair it."
             )
-    if jax.process_index() == 0 and histories[0]:
-        report.plot_histories(results, os.path.join(workdir, "accuracy.png"), config.name)
-        report.write_summary(
-            os.path.join(workdir, "summary.md"),
-            name=config.name,
-            config_text=str(config),
-            results=results,
-            wall_seconds=wall,
-            machine=machine_description(),
-        )
-    checkpointer.close()
+    try:
+        if jax.process_index() == 0 and histories[0]:
+            report.plot_histories(results, os.path.join(workdir, "accuracy.png"), config.name)
+            report.write_summary(
+                os.path.join(workdir, "summary.md"),
+                name=config.name,
+                config_text=str(config),
+                results=results,
+                wall_seconds=wall,
+                machine=machine_description(),
+            )
+    finally:
+        checkpointer.close()
     if complete and jax.process_index() == 0:
         workdir_lib.mark_finished(workdir, step=step, best_step=best_step, teacher=built.teacher_fingerprint)
     return {
@@ -277,6 +291,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
         "seeds": results,
         "summary": seeds_lib.summary(results),
         "preempted": preempted,
+        "stopped_by": preemption.signal_name if preempted else None,
         "workdir": workdir,
         "state": state,
         "compiled_variants": built.compiled_variants(),

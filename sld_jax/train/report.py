@@ -1,11 +1,44 @@
-"""End-of-run artefacts: a PNG plot of accuracy per epoch and a markdown summary, per seed."""
+"""End-of-run artefacts: a PNG plot of accuracy per epoch and a markdown summary, per seed.
+
+Both are written atomically (a kill leaves the old file or the new one); a failed write (a full
+disk) is a :class:`ReportWriteError`, a user error, and the run's checkpoints are already saved.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
+from sld_jax.errors import UserError
 from sld_jax.train import seeds as seeds_lib
+
+
+class ReportWriteError(UserError):
+    """A run's plot or summary could not be written (disk full, permissions)."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yields a temporary path beside ``path`` to write to; renames it to ``path`` on success.
+
+    Raises:
+      ReportWriteError: the write failed (the temporary file is removed, ``path`` is untouched).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise ReportWriteError(
+            f"could not write {path} ({e.strerror or e}); the run's checkpoints are saved: free disk "
+            "space (or fix the permissions) and rerun the same command, which writes it without "
+            "training again."
+        ) from e
 
 
 def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
@@ -41,8 +74,11 @@ def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -94,8 +130,7 @@ def write_summary(
             )
         lines.append("")
     lines += ["## Config", "", "```", config_text.strip(), "```", ""]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
         f.write("\n".join(lines))
     return path
 

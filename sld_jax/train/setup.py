@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sld_jax import models
+from sld_jax.data import sources
 from sld_jax.errors import ConfigError
 from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, schedule, seeds, validation
@@ -79,9 +80,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap checks of a run config's values, before any data, model or compilation.
 
     Raises:
-      ValueError: naming the field, what was wrong and the fix.
+      ConfigError: naming the field, what was wrong and the fix (a ``ValueError``).
     """
+    try:
+        _validate(config)
+    except ConfigError:
+        raise
+    except ValueError as e:  # the checks' plain ValueErrors are config errors too
+        raise ConfigError(str(e)) from e
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
     validation.check_ranges(config)
+    _check_batch_fits_dataset(config)
     method = methods.get_method(config.method)  # unknown method -> error with suggestion
     models.check_name(config.model)
     if method.uses_teacher:
@@ -102,6 +113,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     methods.objective_kwargs(method, config.loss)  # an unknown teacher transform fails here
     _check_seed_fields(config)
+
+
+def _check_batch_fits_dataset(config: ml_collections.ConfigDict) -> None:
+    """An unknown dataset, or a batch larger than the training set (one padded batch per epoch, all
+    but a few of its rows masked: compute and memory for nothing), is a :class:`ConfigError`."""
+    spec = sources.get_spec(config.dataset.name)
+    limit = config.dataset.get("limit_train") or 0
+    num_train = min(limit, spec.train_size) if limit else spec.train_size
+    if config.batch_size > num_train:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than the training set ({num_train} examples of "
+            f"{spec.name}{' after dataset.limit_train' if limit else ''}): an epoch would be one batch "
+            f"padded to {config.batch_size} rows; use --config.batch_size={min(num_train, 64)} or "
+            "another value <= the number of training examples."
+        )
 
 
 def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
@@ -339,15 +365,14 @@ def build(
     # Parameters are initialised outside shard_map, where no BatchNorm axis name is bound.
     init_model = models.get_model(config.model, num_classes=spec.num_classes, dtype=dtype)
     run_seeds = seeds.seed_values(config.seed, config.get("num_seeds", 1))
-    states = [
-        create_train_state(
-            variables_in_compute_dtype(
-                models.init_variables(init_model, jax.random.PRNGKey(s), image_size=spec.image_size), dtype
-            ),
-            tx,
-        )
-        for s in run_seeds
-    ]
+
+    def init_state(seed: int) -> TrainState:
+        variables = models.init_variables(init_model, jax.random.PRNGKey(seed), image_size=spec.image_size)
+        return create_train_state(variables_in_compute_dtype(variables, dtype), tx)
+
+    states = [init_state(run_seeds[0])]
+    check_seeds_fit(len(run_seeds), tree_bytes(states[0]), mesh)  # before the other K - 1 exist
+    states += [init_state(s) for s in run_seeds[1:]]
     state = jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *states), replicated)
     rngs = jax.device_put(jnp.stack([jax.random.PRNGKey(s) for s in run_seeds]), replicated)
     mode = seed_axis_mode(config)
@@ -398,6 +423,57 @@ def optimizer(
     """
     lr_fn = schedule.lr_schedule(lr, stages, steps_per_epoch, decay_rate)
     return lr_fn, pytorch_sgd(lr_fn, momentum=momentum, weight_decay=weight_decay)
+
+
+# Copies of the K seeds' states a training step holds at once (the state, its gradients and the
+# updated state); the bound of :func:`check_seeds_fit` counts these alone, before activations.
+STATE_COPIES_PER_STEP = 3
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of the arrays of a pytree."""
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def check_seeds_fit(num_seeds: int, state_bytes: int, mesh: Mesh) -> None:
+    """Raises :class:`~sld_jax.errors.ConfigError` when ``num_seeds`` states of ``state_bytes``
+    each cannot fit, before they are created.
+
+    Every device of ``mesh`` holds all K states (replicated), ``STATE_COPIES_PER_STEP`` times during
+    a step. The limit is a device's memory on an accelerator and the host's available memory on the
+    CPU (where the devices of one process share it); the compiled step's own check
+    (:meth:`Run.check_fits`) then adds the activations where the backend reports a limit.
+    """
+    limit = device_memory_limit(mesh)
+    copies = STATE_COPIES_PER_STEP
+    where = "a device has"
+    if limit is None:
+        limit = host_memory_available()
+        if limit is None:
+            return
+        copies *= sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+        where = "the host has"
+    need = num_seeds * state_bytes * copies
+    if need > limit:
+        fits = max(1, limit // (state_bytes * copies))
+        raise ConfigError(
+            f"num_seeds={num_seeds} needs about {need / 2**30:.1f} GiB for the seeds' parameters and "
+            f"optimiser states alone ({state_bytes / 2**20:.2f} MiB per seed, {copies} copies during a "
+            f"step) but {where} {limit / 2**30:.1f} GiB available; use --config.num_seeds={fits} or "
+            "fewer (or a smaller model)."
+        )
+
+
+def host_memory_available() -> int | None:
+    """Bytes of host memory available to new allocations (Linux: ``MemAvailable``; else None)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def device_memory_limit(mesh: Mesh) -> int | None:

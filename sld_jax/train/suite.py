@@ -28,7 +28,6 @@ over seeds, the range of the best, and the paper's number; a grid's runs are gro
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -39,7 +38,7 @@ import ml_collections
 from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import kill_points, loop, methods, seeds
+from sld_jax.train import kill_points, loop, methods, report, seeds, setup
 from sld_jax.train import teacher as teacher_lib
 from sld_jax.train import workdir as workdir_lib
 
@@ -113,14 +112,11 @@ def _check_reusable(workdir: str, run: ml_collections.ConfigDict, record: dict) 
     """Raises :class:`~sld_jax.train.workdir.RunMismatchError` unless the finished run in
     ``workdir`` is ``run``: the same computation (the resume check's fields) and the same teacher."""
     fix = f"delete {workdir} to train it again, or use another --workdir for the suite."
-    try:
-        with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
-            saved = json.load(f)
-    except (OSError, ValueError) as e:
+    saved = workdir_lib.read_config(workdir, fix=f"the finished run cannot be reused safely: {fix}")
+    if saved is None:
         raise workdir_lib.RunMismatchError(
-            f"{workdir} holds a finished run whose config.json is unreadable ({e}), so it cannot be "
-            f"reused safely; {fix}"
-        ) from e
+            f"{workdir} holds a finished run without its config.json, so it cannot be reused safely; {fix}"
+        )
     # Where the teacher is (an absolute path: a moved suite workdir) is not what it is: the
     # fingerprint below compares the teacher itself.
     diff = [k for k in workdir_lib.differing_fields(saved, run) if k != "teacher.checkpoint"]
@@ -204,6 +200,13 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
       SIGTERM, after which the suite stops: rerun the command to resume).
     """
     check(config)
+    for name in config.suite:  # every run's config, before the first one trains
+        try:
+            setup.validate(run_config(config, name, workdir))
+        except ConfigError as e:
+            field = f"runs.{name}." if name.isidentifier() else f'runs["{name}"].'
+            message = str(e).replace("--config.", f"--config.{field}")
+            raise ConfigError(f"run {name!r} of the suite: {message}") from e
     t0 = time.perf_counter()
     results: dict[str, list[dict]] = {}
     stopped = None
@@ -233,8 +236,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch; "
         "mean ± sample std over seeds; paper = the paper's reported top-1 (empty: not reported).\n"
     )
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
+    with report.atomic_output(os.path.join(workdir, "summary.md")) as tmp, open(tmp, "w") as f:
         f.write(text)
     print("\n" + table + note + f"\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
     return results

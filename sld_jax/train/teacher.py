@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any
 
@@ -16,6 +15,7 @@ from sld_jax import models
 from sld_jax.errors import UserError
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import integrity
+from sld_jax.train import workdir as workdir_lib
 
 
 class TeacherError(UserError, ValueError):
@@ -127,10 +127,11 @@ def _read_teacher(path: str) -> tuple[str | None, int | None, dict]:
     """``(architecture, classes or None, variables)`` saved in ``path``: the best checkpoint of a
     ``sld-train`` workdir (classes None: checked against the model's shapes), or an
     ``sld-import-teacher`` output."""
-    run_config = os.path.join(path, "config.json")
-    if os.path.exists(run_config):
-        with open(run_config) as f:
-            saved = json.load(f)
+    saved = workdir_lib.read_config(
+        path,
+        fix="restore it from the run's record (it names the teacher's architecture) or retrain the teacher.",
+    )
+    if saved is not None:
         variables, _ = ckpt_lib.load_run_variables(path, which="best")
         return saved.get("model"), None, variables
     from sld_jax.models import torch_import

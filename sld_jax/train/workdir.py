@@ -204,6 +204,43 @@ def differing_fields(saved: Any, new: Any, *, ignore: Iterable[str] = RESUMABLE_
     )
 
 
+class UnreadableConfigError(UserError):
+    """A workdir's ``config.json`` exists but does not parse (torn by a kill, edited by hand)."""
+
+
+def read_config(workdir: str, *, fix: str) -> dict | None:
+    """The config saved in ``workdir/config.json`` as a dict; None when there is none.
+
+    Args:
+      workdir: a run directory.
+      fix: the end of the error's sentence: what the caller's user can do about a torn file.
+
+    Raises:
+      UnreadableConfigError: the file exists but is not a JSON object.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UnreadableConfigError(f"{path} is unreadable ({e}); {fix}") from e
+    if not isinstance(saved, dict):
+        raise UnreadableConfigError(f"{path} holds no config (a JSON {type(saved).__name__}); {fix}")
+    return saved
+
+
+def write_config(workdir: str, config: Any) -> None:
+    """Writes ``config`` (a ConfigDict) to ``workdir/config.json`` atomically: a kill leaves the old
+    file or the new one, never a torn one."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(tmp, path)
+
+
 def has_checkpoints(workdir: str) -> bool:
     """True if ``workdir/checkpoints`` holds a finalised step directory (a run to resume)."""
     directory = os.path.join(workdir, "checkpoints")
@@ -225,17 +262,18 @@ def check_same_run(config: Any, workdir: str) -> None:
             f"resume_policy must be one of {'/'.join(RESUME_POLICIES)}, got "
             f"{policy!r}; use --config.resume_policy=strict (the default)."
         )
-    saved_path = os.path.join(workdir, CONFIG_FILE)
-    if not (has_checkpoints(workdir) and os.path.exists(saved_path)):
+    if not has_checkpoints(workdir):
         return
+    fix = "this resume cannot be checked: restore it, or pass --config.resume_policy=override."
     try:
-        with open(saved_path) as f:
-            saved = json.load(f)
-    except ValueError as e:
-        raise RunMismatchError(
-            f"{saved_path} is not valid JSON ({e}), so this resume cannot be checked; restore it "
-            "or pass --config.resume_policy=override."
-        ) from e
+        saved = read_config(workdir, fix=fix)
+    except UnreadableConfigError as e:
+        if policy == "override":
+            log.warning("%s", e)
+            return
+        raise
+    if saved is None:
+        return
     rounding = [k for k in differing_fields(saved, config, ignore=()) if k in ROUNDING_FIELDS]
     if rounding:
         log.warning(

@@ -286,3 +286,90 @@ def test_a_run_stopped_before_its_first_epoch_ends_reads_its_last_checkpoint_as_
     assert ckpt_lib.recorded_best_step(workdir) == (True, None)
     _, meta = ckpt_lib.load_run_variables(workdir, which="best")
     assert meta["best_step"] is None
+
+
+def test_a_full_disk_at_the_summary_is_one_error_and_the_rerun_finishes_the_run(
+    tiny_config_module, digits_data_dir, reference, tmp_path, monkeypatch
+):
+    """The plot or summary cannot be written (ENOSPC): a user error naming the file, no torn file,
+    no ``finished.json``; the rerun trains nothing and writes them."""
+    import matplotlib.figure
+
+    from sld_jax.train import report
+
+    workdir = str(tmp_path / "run")
+
+    def full_disk(self, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    with pytest.raises(report.ReportWriteError, match=r"accuracy\.png \(No space left on device\).*rerun"):
+        loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
+    monkeypatch.undo()
+    assert sorted(n for n in os.listdir(workdir) if n.endswith(".png") or ".tmp-" in n) == []
+    assert workdir_lib.read_finished(workdir) is None
+    result = loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
+    assert result["compiled_variants"] == {}  # nothing left to train
+    assert_same_as_reference(workdir, result, reference)
+
+
+def test_a_first_ctrl_c_saves_like_sigterm_and_a_second_aborts():
+    """The trainer's handler: the first Ctrl-C (SIGINT) sets the stop flag (the step in flight
+    finishes, a checkpoint is saved, the run returns ``stopped_by="Ctrl-C"``), a second one raises
+    ``KeyboardInterrupt`` at once; both signals' previous handlers are back afterwards."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with loop._Preemption() as preemption:
+        signal.raise_signal(signal.SIGINT)
+        assert preemption.requested and preemption.signal_name == "Ctrl-C"
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with loop._Preemption() as preemption:
+        signal.raise_signal(signal.SIGTERM)
+        assert preemption.signal_name == "SIGTERM"
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM only repeats the request
+    assert preemption.requested
+
+
+def test_a_ctrl_c_inside_an_epoch_saves_that_step_and_the_rerun_equals_the_uninterrupted_run(
+    tiny_config_module, digits_data_dir, reference, tmp_path, monkeypatch
+):
+    import signal
+
+    from sld_jax.train import metrics as metrics_lib
+
+    workdir = str(tmp_path / "run")
+    update = metrics_lib.Progress.update
+
+    def update_then_interrupt(self, *args, **kwargs):
+        update(self, *args, **kwargs)
+        if self.epoch == 2 and self._done == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(metrics_lib.Progress, "update", update_then_interrupt)
+    first = loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
+    monkeypatch.undo()
+    assert first["preempted"] and first["stopped_by"] == "Ctrl-C"
+    checkpointer = ckpt_lib.Checkpointer(workdir)
+    assert max(checkpointer.all_steps()) == SPE + 3
+    checkpointer.close()
+    result = loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
+    assert_same_as_reference(workdir, result, reference)
+
+
+def test_orbax_leftovers_of_a_failed_save_are_hidden_and_other_unraisables_are_not(monkeypatch):
+    import types
+
+    from sld_jax import cli
+
+    seen = []
+    monkeypatch.setattr("sys.__unraisablehook__", seen.append)
+    closed = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None)
+    other = types.SimpleNamespace(exc_value=RuntimeError("something else"), object=None)
+    cli._drop_orbax_leftovers(closed)
+    cli._drop_orbax_leftovers(other)
+    assert seen == [other]

@@ -480,13 +480,28 @@ def test_user_errors_are_one_line_with_exit_status_2(digits_data_dir, tmp_path, 
         "eval_batch_size=0 is out of range": ["--config.eval_batch_size=0"],
         "unknown config key 'optim.lrr'": ["--config.optim.lrr=0.1"],
         "unknown method 'slld'": ["--config.method=slld"],
+        "unknown dataset 'bogus'": ["--config.dataset.name=bogus"],
+        "batch_size=100000 is larger than the training set (256 examples": ["--config.batch_size=100000"],
     }
     for expected, extra in cases.items():
         assert cli.train_main(base + extra) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "w").exists()  # refused before anything is created
     assert cli.eval_main(["--workdir", str(tmp_path / "absent")]) == 2
     assert "--workdir must name an sld-train run directory" in capsys.readouterr().err
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for text, expected in (('{"model": "resn', "is unreadable (Unterminated"), ("[1]", "holds no config")):
+        (torn / "config.json").write_text(text)
+        assert cli.eval_main(["--workdir", str(torn)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+    # Ctrl-C outside training (or a second one during it): one line and the shell's status 130.
+    monkeypatch.setattr(loop, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.train_main(base) == cli.INTERRUPTED_EXIT == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "rerun the same command to resume" in err and err.count("\n") == 1
     with pytest.raises(ConfigError):  # --verbose: the traceback is back
         cli.train_main(base + ["--config.eval_batch_size=0", "--verbose"])
     # An internal bug is not a user error: it keeps its traceback.
@@ -611,3 +626,31 @@ def test_negative_labels_under_jit_wrap_silently_unless_checked():
     err, _ = checked(s, jnp.array([0, -1]))
     with pytest.raises(checkify.JaxRuntimeError, match=r"labels must lie in \[0, 3\); got min -1"):
         err.throw()
+
+
+def test_num_seeds_is_bounded_by_memory_before_the_states_are_created(monkeypatch):
+    """On the CPU the host's available memory bounds K (every local device holds the K states,
+    three copies during a step); an accelerator's own memory where it reports one."""
+    from sld_jax.train import setup
+    from sld_jax.train.mesh import mesh_for
+
+    config = configs_lib.digits_config("vanilla", None, "resnet_tiny")
+    config.num_devices = 1
+    mesh = mesh_for(config)
+    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: None)
+    monkeypatch.setattr(setup, "host_memory_available", lambda: 2**30)
+    per_seed = 2**20  # 1 MiB of state: 3 MiB during a step
+    setup.check_seeds_fit(300, per_seed, mesh)
+    with pytest.raises(
+        ConfigError, match=r"num_seeds=400 needs about 1\.2 GiB.*host has 1\.0 GiB.*num_seeds=341 "
+    ):
+        setup.check_seeds_fit(400, per_seed, mesh)
+    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: 2**29)
+    with pytest.raises(ConfigError, match=r"a device has 0\.5 GiB.*num_seeds=170 "):
+        setup.check_seeds_fit(300, per_seed, mesh)
+    monkeypatch.setattr(setup, "host_memory_available", lambda: None)
+    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: None)
+    setup.check_seeds_fit(10**9, per_seed, mesh)  # nothing known: nothing refused
+    monkeypatch.undo()
+    if sys.platform == "linux":
+        assert setup.host_memory_available() > 0

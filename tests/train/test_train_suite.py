@@ -209,3 +209,17 @@ def test_suite_config_errors_say_what_to_fix():
     config.paper["kdd"] = 70.0
     with pytest.raises(ConfigError, match=r"paper names runs \['kdd'\]"):
         suite.check(config)
+
+
+def test_every_run_is_validated_before_the_first_trains(fake_loop, tmp_path):
+    """A bad value in the last run of a suite is one error naming the run and its override, before
+    anything trains or any directory is created."""
+    config = load("digits/demo.py", "runlocal")
+    config.runs.sld.dataset.name = "bogus"
+    with pytest.raises(ConfigError, match=r"run 'sld' of the suite: unknown dataset 'bogus'.*runs\.sld\.dataset"):
+        suite.run_suite(config, str(tmp_path / "suite"))
+    config = load("digits/demo.py", "runlocal")
+    config.runs.kd.batch_size = 100_000
+    with pytest.raises(ConfigError, match=r"run 'kd'.*larger than the training set.*--config\.runs\.kd\.batch_size="):
+        suite.run_suite(config, str(tmp_path / "suite"))
+    assert fake_loop.calls == [] and not (tmp_path / "suite").exists()
