@@ -441,6 +441,81 @@ def suite_base() -> ml_collections.ConfigDict:
     c.data_dir = ml_collections.config_dict.placeholder(str)
     # Teacher checkpoint for every distillation run (None: each run's teacher.checkpoint).
     c.teacher_checkpoint = ml_collections.config_dict.placeholder(str)
+    # The table's comparisons (sld_jax.train.comparisons): baseline run (or grid method) names,
+    # each compared with every other student of its row; None: "kd" where present, else "vanilla";
+    # () for none. `comparisons`, when non-empty, lists (run, baseline) pairs instead.
+    c.baselines = ml_collections.config_dict.placeholder(tuple)
+    c.comparisons = ()
+    return c
+
+
+def sweep_suite(
+    base: ml_collections.ConfigDict,
+    *,
+    field: str,
+    values: tuple[float, ...],
+    num_seeds: int = 3,
+    teacher: ml_collections.ConfigDict | None = None,
+    name: str = "sweep",
+) -> ml_collections.ConfigDict:
+    """A suite training ``base`` once per value of a numeric ``field``, ``num_seeds`` seeds each.
+
+    The runs are named ``<last part of field>=<value>`` (e.g. ``gamma=150``, ``alpha=0p3`` for 0.3:
+    a config key holds no dot) in the order of
+    ``values``; the suite writes its table, the sweep's table (best test top-1 per value: mean ± std
+    and 95 % interval over seeds) and ``sweep.png`` (sld_jax.train.suite_report). With ``teacher``
+    (a vanilla run config of one seed), a run ``teacher`` trains first and is every run's teacher.
+
+    Raises:
+      ConfigError: ``field`` is not a field of ``base``, is not numeric, or ``values`` is empty,
+        not numeric or repeats a value.
+
+    >>> s = sweep_suite(digits_config("sld", "resnet20", "resnet8"), field="loss.gamma", values=(2, 5))
+    >>> list(s.suite), s.runs["gamma=5"].loss.gamma, s.sweep.field
+    (['gamma=2', 'gamma=5'], 5, 'loss.gamma')
+    """
+    from sld_jax.errors import ConfigError
+    from sld_jax.train.validation import is_numeric
+
+    node, parts = base, field.split(".")
+    for i, part in enumerate(parts):
+        if not hasattr(node, "keys") or part not in node:
+            raise ConfigError(
+                f"sweep field {field!r}: the run config has no field {'.'.join(parts[: i + 1])!r}; "
+                "name a numeric field such as loss.gamma or optim.lr."
+            )
+        node = node[part]
+    if isinstance(node, (tuple, list)) or not is_numeric(node):
+        raise ConfigError(f"sweep field {field!r} holds {node!r}, not a number; sweep a numeric field.")
+    values = tuple(values)
+    if not values or not all(is_numeric(v) and not isinstance(v, (tuple, list)) for v in values):
+        raise ConfigError(f"sweep values of {field!r} must be a non-empty tuple of numbers, got {values!r}.")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"sweep values of {field!r} repeat a value: {values!r}.")
+    if isinstance(node, int) and not all(float(v).is_integer() for v in values):
+        raise ConfigError(f"sweep field {field!r} is a whole number; got values {values!r}.")
+    c = suite_base()
+    c.name = name
+    c.description = (
+        f"{base.name}: {field} swept over {', '.join(f'{v:g}' for v in values)}, {num_seeds} seeds each"
+    )
+    c.baselines = ()
+    # A config key holds no ".": 0.1 is spelt 0p1 in a run name.
+    runs = [f"{parts[-1]}={v:g}".replace(".", "p") for v in values]
+    if teacher is not None:
+        c.runs.teacher = teacher
+        c.teacher_run = "teacher"
+    for run_name, value in zip(runs, values):
+        run = ml_collections.ConfigDict(base.to_dict())
+        node = run
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = type(node[parts[-1]])(value)
+        run.num_seeds = num_seeds
+        run.name = f"{base.name}/{run_name}"
+        c.runs[run_name] = run
+    c.suite = (("teacher",) if teacher is not None else ()) + tuple(runs)
+    c.sweep = ml_collections.ConfigDict({"field": field, "grid": values, "runs": tuple(runs)})
     return c
 
 

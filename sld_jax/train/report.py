@@ -73,6 +73,14 @@ def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+    """Lays out a matplotlib figure, writes it to ``path`` as a PNG (atomically, see
+    :func:`atomic_output`) and closes it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         with atomic_output(path) as tmp:

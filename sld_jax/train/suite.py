@@ -38,7 +38,8 @@ import ml_collections
 from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import kill_points, loop, methods, report, seeds, setup
+from sld_jax.train import comparisons as comparisons_lib
+from sld_jax.train import kill_points, loop, methods, report, seeds, setup, suite_report
 from sld_jax.train import teacher as teacher_lib
 from sld_jax.train import workdir as workdir_lib
 
@@ -157,15 +158,25 @@ def result_seeds(result: dict) -> list[dict]:
     return seeds.per_seed({"history": result["history"], "best": result["best"]})
 
 
-def format_table(config: ml_collections.ConfigDict, results: dict[str, list[dict]]) -> str:
+def format_table(
+    config: ml_collections.ConfigDict,
+    results: dict[str, list[dict]],
+    comparisons: list[comparisons_lib.Comparison] = (),
+) -> str:
     """The suite's markdown table: one line per run of ``results`` (per-seed results by name).
 
     Cells are percent: mean ± std over seeds (a single seed: its value), the best's minimum–maximum,
     and the paper's number where ``config.paper`` has one (else empty). Runs named
-    ``<row>/<method>`` are grouped under a bold line per row.
+    ``<row>/<method>`` are grouped under a bold line per row. Each baseline of ``comparisons`` adds a
+    column "best vs <baseline>": the run's difference of best test top-1 in percentage points, its
+    95 % interval, p-value and verdict (:func:`sld_jax.train.comparisons.format_cell`).
     """
     paper = config.get("paper") or {}
-    lines = [HEADER, "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    best_cmp = [c for c in comparisons if c.metric == "best_top1"]
+    baselines = list(dict.fromkeys(comparisons_lib.short_name(c.baseline) for c in best_cmp))
+    header = HEADER + "".join(f" best vs {b} (pp) |" for b in baselines)
+    width = 8 + len(baselines)
+    lines = [header, "|" + " --- |" * width]
     group = None
     for name in config.suite:
         if name not in results:
@@ -174,7 +185,7 @@ def format_table(config: ml_collections.ConfigDict, results: dict[str, list[dict
         if row != group:
             group = row
             if row:
-                lines.append(f"| **{row}** |" + " |" * 7)
+                lines.append(f"| **{row}** |" + " |" * (width - 1))
         run, summary = config.runs[name], seeds.summary(results[name])
         best, last = summary.get("best_top1"), summary.get("last_top1")
         cells = ["", "", ""]
@@ -186,8 +197,12 @@ def format_table(config: ml_collections.ConfigDict, results: dict[str, list[dict
             ]
         reported = f"{paper[name]:.2f}" if name in paper else ""
         k = best["n"] if best is not None else 0
+        versus = []
+        for b in baselines:
+            found = [c for c in best_cmp if c.run == name and comparisons_lib.short_name(c.baseline) == b]
+            versus.append(comparisons_lib.format_cell(found[0]) if found else "")
         lines.append(
-            f"| {name} | {run.model} | {run.method} | {k} | " + " | ".join(cells) + f" | {reported} |"
+            f"| {name} | {run.model} | {run.method} | {k} | " + " | ".join(cells + [reported] + versus) + " |"
         )
     return "\n".join(lines)
 
@@ -207,6 +222,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
             field = f"runs.{name}." if name.isidentifier() else f'runs["{name}"].'
             message = str(e).replace("--config.", f"--config.{field}")
             raise ConfigError(f"run {name!r} of the suite: {message}") from e
+    comparisons_lib.pairs(config)  # an unknown baseline or unpairable runs: now, not at the end
     t0 = time.perf_counter()
     results: dict[str, list[dict]] = {}
     stopped = None
@@ -228,15 +244,42 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         results[name] = result_seeds(result)
         kill_points.reached("between_suite_runs")
     wall = time.perf_counter() - t0
-    table = format_table(config, results)
+    found = comparisons_lib.compare_suite(config, results)
+    table = format_table(config, results, found)
     note = f"\nStopped during {stopped}: rerun the same command to resume.\n" if stopped else ""
+    extra = _write_suite_outputs(config, workdir, results, found)
     text = (
         f"# {config.get('description') or config.name}\n\n{table}\n{note}\n"
         f"Wall time {wall / 60:.1f} min on {machine_description()}.\n"
         "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch; "
         "mean ± sample std over seeds; paper = the paper's reported top-1 (empty: not reported).\n"
+        + (f"best vs <baseline>: {comparisons_lib.METHOD_TEXT}\n" if found else "")
+        + extra
     )
     with report.atomic_output(os.path.join(workdir, "summary.md")) as tmp, open(tmp, "w") as f:
         f.write(text)
-    print("\n" + table + note + f"\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
+    print("\n" + table + note + extra + f"\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
     return results
+
+
+def _write_suite_outputs(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    results: dict[str, list[dict]],
+    found: list[comparisons_lib.Comparison],
+) -> str:
+    """Writes ``comparisons.json``, ``comparison.png`` and a sweep's ``sweep.png``; returns the text
+    they add to the summary (the sweep's table)."""
+    if found:
+        suite_report.write_comparisons(found, os.path.join(workdir, "comparisons.json"))
+    if results:
+        suite_report.plot_comparison(config, results, os.path.join(workdir, "comparison.png"))
+    if not config.get("sweep") or not results:
+        return ""
+    points = suite_report.sweep_points(config, results)
+    if not points:
+        return ""
+    suite_report.plot_sweep(config, points, os.path.join(workdir, "sweep.png"))
+    return (
+        f"\nSweep of {config.sweep.field} (plot: sweep.png):\n\n{suite_report.format_sweep(config, points)}\n"
+    )

@@ -103,16 +103,23 @@ def test_demo_trains_teacher_once_then_students_with_three_seeds(fake_loop, save
     assert teachers == {"kd": str(tmp_path / "teacher"), "sld": str(tmp_path / "teacher")}
     assert [len(results[n]) for n in config.suite] == [1, 3, 3, 3]
     text = (tmp_path / "summary.md").read_text()
+    assert text.splitlines()[2].endswith("| paper (%) | best vs vanilla (pp) | best vs kd (pp) |")
+    # The teacher is compared with nothing; the baselines' own cells are empty.
     assert (
         table_line(text, "teacher")
-        == "| teacher | resnet_tiny | vanilla | 1 | 90.00 | 89.00 | 90.00–90.00 |  |"
+        == "| teacher | resnet_tiny | vanilla | 1 | 90.00 | 89.00 | 90.00–90.00 |  |  |  |"
     )
     # Seeds 90 / 92 / 94 %: mean 92, sample std 2; last 1 % below; no paper number: empty cell.
+    # Every student's seeds are equal here: difference 0, never "better".
+    same = "+0.00 [+0.00, +0.00] p=1 not resolved (no difference)"
     assert (
         table_line(text, "sld")
-        == "| sld | resnet_tiny | sld | 3 | 92.00 ± 2.00 | 91.00 ± 2.00 | 90.00–94.00 |  |"
+        == f"| sld | resnet_tiny | sld | 3 | 92.00 ± 2.00 | 91.00 ± 2.00 | 90.00–94.00 |  | {same} | {same} |"
     )
+    assert table_line(text, "kd").endswith(f"|  | {same} |  |")  # vanilla vs kd is kd vs vanilla
     assert "**" not in text  # no grid rows
+    for name in ("comparisons.json", "comparison.png"):
+        assert (tmp_path / name).is_file(), name
 
 
 def test_a_result_without_seeds_reads_as_one_seed(monkeypatch, saved, tmp_path):
@@ -181,13 +188,13 @@ def test_grid_expands_rows_by_methods_with_the_paper_beside(fake_loop, saved, tm
     assert {c.num_seeds for c, _ in fake_loop.calls} == {3}
     text = (tmp_path / "summary.md").read_text()
     lines = text.splitlines()
-    group = lines.index(f"| **{ROW}** |" + " |" * 7)
+    group = lines.index(f"| **{ROW}** |" + " |" * 8)  # 8 columns and "best vs kd" (the default)
     assert lines[group + 1].startswith(f"| {ROW}/kd |")
-    assert table_line(text, f"{ROW}/kd").endswith("| 90.00–94.00 |  |")  # KD: no reported number
+    assert table_line(text, f"{ROW}/kd").endswith("| 90.00–94.00 |  |  |")  # KD: no reported number
     assert table_line(text, f"{ROW}/dkd+sld").endswith(
-        "| 92.00 ± 2.00 | 91.00 ± 2.00 | 90.00–94.00 | 77.74 |"
+        "| 92.00 ± 2.00 | 91.00 ± 2.00 | 90.00–94.00 | 77.74 | +0.00 [+0.00, +0.00] p=1 not resolved (no difference) |"
     )
-    assert table_line(text, f"{ROW}/sld").endswith("| 77.69 |")
+    assert "| 77.69 | +0.00" in table_line(text, f"{ROW}/sld")
 
 
 def test_full_table_config_keeps_each_methods_reference_config():
@@ -216,10 +223,14 @@ def test_every_run_is_validated_before_the_first_trains(fake_loop, tmp_path):
     anything trains or any directory is created."""
     config = load("digits/demo.py", "runlocal")
     config.runs.sld.dataset.name = "bogus"
-    with pytest.raises(ConfigError, match=r"run 'sld' of the suite: unknown dataset 'bogus'.*runs\.sld\.dataset"):
+    with pytest.raises(
+        ConfigError, match=r"run 'sld' of the suite: unknown dataset 'bogus'.*runs\.sld\.dataset"
+    ):
         suite.run_suite(config, str(tmp_path / "suite"))
     config = load("digits/demo.py", "runlocal")
     config.runs.kd.batch_size = 100_000
-    with pytest.raises(ConfigError, match=r"run 'kd'.*larger than the training set.*--config\.runs\.kd\.batch_size="):
+    with pytest.raises(
+        ConfigError, match=r"run 'kd'.*larger than the training set.*--config\.runs\.kd\.batch_size="
+    ):
         suite.run_suite(config, str(tmp_path / "suite"))
     assert fake_loop.calls == [] and not (tmp_path / "suite").exists()
