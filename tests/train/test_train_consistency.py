@@ -292,12 +292,16 @@ def test_a_full_disk_at_the_summary_is_one_error_and_the_rerun_finishes_the_run(
     tiny_config_module, digits_data_dir, reference, tmp_path, monkeypatch
 ):
     """The plot or summary cannot be written (ENOSPC): a user error naming the file, no torn file,
-    no ``finished.json``; the rerun trains nothing and writes them."""
+    no ``finished.json``; the rerun trains nothing and writes them. (The run is the uninterrupted
+    one, copied, at the moment its last checkpoint is written.)"""
     import matplotlib.figure
 
     from sld_jax.train import report
 
     workdir = str(tmp_path / "run")
+    shutil.copytree(reference["workdir"], workdir)
+    for name in (workdir_lib.FINISHED_FILE, "summary.md", "accuracy.png"):
+        os.remove(os.path.join(workdir, name))
 
     def full_disk(self, path, **kwargs):
         with open(path, "wb") as f:
