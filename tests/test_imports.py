@@ -1,4 +1,4 @@
-"""What each entry point imports: the loss library needs only jax, numpy and chex; the trainer
+"""What each entry point imports: the loss library needs only jax and numpy; the trainer
 never imports TensorFlow or torch until a dataset is actually read through TFDS.
 
 One fresh interpreter imports the loss library, then each trainer entry point in turn, and records
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "torch", "flax", "optax", "orbax", "tensorflow_datasets", "tensorboardX")
+HEAVY = ("tensorflow", "torch", "flax", "optax", "orbax", "tensorflow_datasets", "tensorboardX", "chex", "scipy")
 TRAINER_MODULES = ("sld_jax.cli", "sld_jax.train.loop", "sld_jax.train.suite", "sld_jax.bench.step")
 
 

@@ -5,7 +5,7 @@ shape ``[..., C]`` (the batch- and class-level MLKD terms need ``[B, C]``), redu
 and works under ``jit``, ``vmap`` and ``grad``. Two-view objectives share one call style::
 
     loss, terms = <name>_objective(student_weak, student_strong, teacher_weak, teacher_strong,
-                                   labels, *, <hyper-parameters>, mask=None)
+                                   labels, *, <hyper-parameters>, where=None)
 
 RKD (:mod:`sld_jax.losses.rkd`) distils pooled embeddings instead of logits: its objectives also
 take ``student_embeddings=`` and ``teacher_embeddings=``. Every teacher-side logit processor
@@ -22,16 +22,18 @@ from sld_jax.losses.fused_linear import sparse_teacher_logits
 from sld_jax.losses.kd import ce_objective
 from sld_jax.losses.kd import kd_loss
 from sld_jax.losses.kd import kd_objective
-from sld_jax.losses.kernels import cross_entropy
-from sld_jax.losses.kernels import kl_divergence_from_logits
-from sld_jax.losses.kernels import masked_mean
-from sld_jax.losses.kernels import multi_temperature_kd
-from sld_jax.losses.kernels import standardize_logits
+from sld_jax.losses.divergences import cross_entropy
+from sld_jax.losses.divergences import kl_divergence_from_logits
+from sld_jax.losses.divergences import masked_mean
+from sld_jax.losses.divergences import multi_temperature_kd
+from sld_jax.losses.divergences import standardize_logits
 from sld_jax.losses.mlkd import MLKD_TEMPERATURES
 from sld_jax.losses.mlkd import batch_alignment_loss
 from sld_jax.losses.mlkd import class_alignment_loss
 from sld_jax.losses.mlkd import mlkd_confidence_masks
 from sld_jax.losses.mlkd import mlkd_objective
+from sld_jax.losses.plus_sld import dkd_sld_objective
+from sld_jax.losses.plus_sld import mlkd_sld_objective
 from sld_jax.losses.processing import TEACHER_TRANSFORMS
 from sld_jax.losses.processing import conditional_swap
 from sld_jax.losses.processing import extreme_addition
@@ -70,6 +72,7 @@ __all__ = [
     "cross_entropy",
     "dkd_loss",
     "dkd_objective",
+    "dkd_sld_objective",
     "dkd_warmup_factor",
     "extreme_addition",
     "fused_linear_sld_loss",
@@ -86,6 +89,7 @@ __all__ = [
     "max_addition",
     "mlkd_confidence_masks",
     "mlkd_objective",
+    "mlkd_sld_objective",
     "multi_swap",
     "multi_temperature_kd",
     "pseudo_teacher_loss",

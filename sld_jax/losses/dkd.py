@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from sld_jax.losses import _checks, _views
-from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean
+from sld_jax.losses import _checks, _two_views
+from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean
 
 
 def _binary_log_probs(z: jax.Array, is_label: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -78,7 +78,7 @@ def dkd_loss(
     beta = _checks.check_static_number("beta", beta)
     (temperature,) = _checks.check_temperatures((temperature,))
     labels = labels.astype(jnp.int32)
-    target = _views.teacher_target(teacher_logits, labels, teacher_transform)
+    target = _two_views.teacher_target(teacher_logits, labels, teacher_transform)
     s = _checks.as_float32(student_logits) / temperature
     t = _checks.as_float32(target) / temperature
     is_label = jnp.arange(s.shape[-1], dtype=jnp.int32) == labels[..., None]
@@ -91,14 +91,14 @@ def dkd_loss(
     return (alpha * tckd + beta * nckd) * temperature**2
 
 
-def dkd_warmup_factor(epoch: int | float, warmup: int | float = 20) -> float:
+def dkd_warmup_factor(epoch: int | float, *, warmup: int | float = 20) -> float:
     """mdistiller's DKD warm-up on the host: ``min(epoch / warmup, 1)`` (epochs counted from 1).
 
     Pass the result to :func:`dkd_objective` as an argument of the jitted step (an array or a
     traced scalar), so that changing it each epoch does not retrace.
 
     Examples:
-      >>> dkd_warmup_factor(5, 20), dkd_warmup_factor(40, 20)
+      >>> dkd_warmup_factor(5, warmup=20), dkd_warmup_factor(40, warmup=20)
       (0.25, 1.0)
     """
     warmup = _checks.check_static_number("warmup", warmup, low=0.0, low_inclusive=False)
@@ -121,7 +121,6 @@ def dkd_objective(
     ce_weight: float = 1.0,
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""mdistiller's DKD objective: :math:`w_{ce}\,\mathrm{CE} + \text{warmup}\cdot\overline{\mathrm{DKD}}`.
@@ -144,8 +143,7 @@ def dkd_objective(
       ce_weight: CE weight (mdistiller: 1.0).
       teacher_transform: teacher-side processor ("DKD + swap" with ``swap_logits``).
       logit_standardization: z-score both logits before DKD (Sun et al. 2024).
-      mask: ``[B]`` bool, False for padded examples.
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+      where: ``[B]`` bool (optax's name), False for padded examples. Any
         leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
         the means run over the valid entries.
 
@@ -166,17 +164,22 @@ def dkd_objective(
         warmup_factor = jnp.minimum(jnp.asarray(epoch, jnp.float32) / warmup, 1.0)
     elif warmup_factor is None:
         warmup_factor = 1.0
-    views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
+    views, labels, mask = _two_views.prepare(
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        where,
     )
     logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
     ce = jnp.float32(0.0)
     kd = jnp.float32(0.0)
     for s, t in views:
         ce = ce + masked_mean(cross_entropy(s, labels), mask)
-        t = _views.teacher_target(t, labels, teacher_transform)
+        t = _two_views.teacher_target(t, labels, teacher_transform)
         if logit_standardization:
-            s, t = _views.standardize_pair(s, t)
+            s, t = _two_views.standardize_pair(s, t)
         kd = kd + masked_mean(dkd_loss(s, t, labels, alpha=alpha, beta=beta, temperature=temperature), mask)
     factor = jnp.asarray(warmup_factor, jnp.float32)
-    return _views.finish({"ce": ce_weight * ce, "kd": factor * kd})
+    return _two_views.finish({"ce": ce_weight * ce, "kd": factor * kd})

@@ -8,7 +8,7 @@ output-projection kernels with peak temporary memory ``O(token_chunk × V)`` (or
 keeps per-token statistics only and the backward pass (a ``custom_vjp``) recomputes each chunk's
 logits. The swap exchanges two entries of a row, so each row's log-sum-exp is unchanged and SLD
 needs per token only the row maxima and first argmaxes, the label's logits and one log-sum-exp per
-temperature (see :mod:`sld_jax.losses._fused_core`).
+temperature (see :mod:`sld_jax.losses._fused_sld_chunks`).
 
 Three teacher forms share one kernel:
 
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks
-from sld_jax.losses._fused_objective import check_chunk, check_hidden_and_kernel, check_matrix, objective
+from sld_jax.losses._fused_tokens import check_chunk, check_hidden_and_kernel, check_matrix, objective
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
 
 _SHARED_ARGS = """

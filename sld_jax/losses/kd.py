@@ -5,22 +5,23 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from sld_jax.losses import _checks, _views
-from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
+from sld_jax.losses import _checks, _two_views
+from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
 
 
 def kd_loss(
     student_logits: jax.Array,
     teacher_logits: jax.Array,
-    temperature: float = 4.0,
     *,
+    temperature: float = 4.0,
     where: jax.Array | None = None,
 ) -> jax.Array:
     r"""Hinton's distillation loss per example: KL(softmax(t/T) ‖ softmax(s/T)) · T².
 
     Args:
       student_logits: ``[..., C]`` floating.
-      teacher_logits: ``[..., C]`` floating, same shape.
+      teacher_logits: ``[..., C]`` floating, same shape; gradient-stopped (the teacher is frozen,
+        as in every loss of this library).
       temperature: positive Python float.
       where: ``[...]`` bool (optax's convention) or None: False marks a padded or ignored example
         (token), whose loss is exactly 0 with zero gradient, whatever its logits.
@@ -30,9 +31,11 @@ def kd_loss(
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> s = jnp.array([[0., 1., 2.]])
+      >>> s = jnp.array([[0., 1., 2.]]); t = jnp.array([[2., 1., 0.]])
       >>> kd_loss(s, s, temperature=4.0)
       Array([0.], dtype=float32)
+      >>> kd_loss(s, t, temperature=1.0).round(4)
+      Array([1.1504], dtype=float32)
 
     References:
       Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015.
@@ -41,8 +44,11 @@ def kd_loss(
     _checks.check_logits("teacher_logits", teacher_logits)
     _checks.check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
     (temperature,) = _checks.check_temperatures((temperature,))
-    where, _, (student_logits, teacher_logits) = _views.mask_rows(where, None, student_logits, teacher_logits)
-    loss = multi_temperature_kd(student_logits, teacher_logits, (temperature,))[..., 0]
+    teacher_logits = jax.lax.stop_gradient(teacher_logits)
+    where, _, (student_logits, teacher_logits) = _two_views.mask_rows(
+        where, None, student_logits, teacher_logits
+    )
+    loss = multi_temperature_kd(student_logits, teacher_logits, temperatures=(temperature,))[..., 0]
     return loss if where is None else jnp.where(where, loss, 0.0)
 
 
@@ -58,7 +64,6 @@ def kd_objective(
     kd_weight: float = 0.9,
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""Hinton's KD objective of one batch (mdistiller's ``KD``: T 4, CE 0.1, KD 0.9).
@@ -80,8 +85,7 @@ def kd_objective(
       teacher_transform: teacher-side logit processor (see :mod:`sld_jax.losses.processing`).
       logit_standardization: z-score student and teacher logits before the softmax
         (Sun et al. 2024; see :func:`standardized_kd_objective`). CE uses the raw logits.
-      mask: ``[B]`` bool, False for padded examples.
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+      where: ``[B]`` bool (optax's name), False for padded examples. Any
         leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
         the means run over the valid entries.
 
@@ -96,19 +100,24 @@ def kd_objective(
       ['ce', 'kd', 'loss']
     """
     temperature = _checks.check_temperatures((temperature,))
-    views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
+    views, labels, mask = _two_views.prepare(
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        where,
     )
     logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
     ce = jnp.float32(0.0)
     kd = jnp.float32(0.0)
     for s, t in views:
         ce = ce + masked_mean(cross_entropy(s, labels), mask)
-        target = _views.teacher_target(t, labels, teacher_transform)
+        target = _two_views.teacher_target(t, labels, teacher_transform)
         if logit_standardization:
-            s, target = _views.standardize_pair(s, target)
-        kd = kd + masked_mean(multi_temperature_kd(s, target, temperature)[..., 0], mask)
-    return _views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
+            s, target = _two_views.standardize_pair(s, target)
+        kd = kd + masked_mean(multi_temperature_kd(s, target, temperatures=temperature)[..., 0], mask)
+    return _two_views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
 
 
 def ce_objective(
@@ -119,7 +128,6 @@ def ce_objective(
     labels: jax.Array,
     *,
     ce_weight: float = 1.0,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""Plain cross-entropy training (no teacher): :math:`L = w_{ce} \sum_v \overline{\mathrm{CE}}(s_v, y)`.
@@ -132,8 +140,7 @@ def ce_objective(
       teacher_weak, teacher_strong: must be None.
       labels: ``[B]`` integer labels.
       ce_weight: the loss weight.
-      mask: ``[B]`` bool, False for padded examples.
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+      where: ``[B]`` bool (optax's name), False for padded examples. Any
         leading shape works, as in :func:`kd_objective`.
 
     Returns:
@@ -148,9 +155,9 @@ def ce_objective(
     if teacher_weak is not None or teacher_strong is not None:
         raise ValueError("ce_objective trains without a teacher: pass None for the teacher logits.")
     strong = student_strong
-    mask = _views.resolve_mask(mask, where)
-    views, labels, mask = _views.prepare(student_weak, strong, student_weak, strong, labels, mask)
+    mask = where
+    views, labels, mask = _two_views.prepare(student_weak, strong, student_weak, strong, labels, mask)
     ce = jnp.float32(0.0)
     for s, _ in views:
         ce = ce + masked_mean(cross_entropy(s, labels), mask)
-    return _views.finish({"ce": ce_weight * ce})
+    return _two_views.finish({"ce": ce_weight * ce})

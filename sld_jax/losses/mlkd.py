@@ -24,8 +24,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from sld_jax.losses import _checks, _views
-from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
+from sld_jax.losses import _checks, _two_views
+from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean, multi_temperature_kd
 
 #: The reference's temperatures, in its order (the base temperature 4 first).
 MLKD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
@@ -35,7 +35,7 @@ _QUIRK_WEAK_POSITIONS = (3, 4)
 
 
 def mlkd_confidence_masks(
-    teacher_logits: jax.Array, *, mask: jax.Array | None = None
+    teacher_logits: jax.Array, *, where: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """The reference's confidence masks, from the teacher's weak-view softmax (T = 1).
 
@@ -46,7 +46,7 @@ def mlkd_confidence_masks(
 
     Args:
       teacher_logits: ``[B, C]`` floating.
-      mask: ``[B]`` bool or None; padded examples are ignored by both medians and never selected.
+      where: ``[B]`` bool or None; padded examples are ignored by both medians and never selected.
 
     Returns:
       ``(instance_mask [B] bool, class_mask [C] bool)``.
@@ -59,6 +59,7 @@ def mlkd_confidence_masks(
     """
     _checks.check_logits("teacher_logits", teacher_logits)
     _checks.check_batch_matrix("teacher_logits", teacher_logits)
+    mask = where
     _checks.check_mask_array(mask, teacher_logits.shape[:1])
     p = jax.nn.softmax(_checks.as_float32(jax.lax.stop_gradient(teacher_logits)), axis=-1)
     confidence = jnp.max(p, axis=-1)
@@ -117,7 +118,7 @@ def batch_alignment_loss(
     *,
     temperature: float,
     weights: jax.Array | None = None,
-    mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     r"""MLKD's batch-level term: :math:`\sum_{ij} w_j (G^t - G^s)_{ij}^2 / B`, :math:`G = P P^\top`.
 
@@ -129,7 +130,7 @@ def batch_alignment_loss(
       temperature: positive Python float.
       weights: ``[B]`` bool or float weights on the Gram columns, or None (the corrected form's
         per-example mask).
-      mask: ``[B]`` bool, False for padded rows (they are zeroed and B counts real rows only).
+      where: ``[B]`` bool, False for padded rows (they are zeroed and B counts real rows only).
 
     Returns:
       float32 scalar.
@@ -140,7 +141,7 @@ def batch_alignment_loss(
       >>> batch_alignment_loss(z, z, temperature=4.0)
       Array(0., dtype=float32)
     """
-    return _gram_alignment(student_logits, teacher_logits, temperature, weights, mask, over_classes=False)
+    return _gram_alignment(student_logits, teacher_logits, temperature, weights, where, over_classes=False)
 
 
 def class_alignment_loss(
@@ -149,7 +150,7 @@ def class_alignment_loss(
     *,
     temperature: float,
     class_weights: jax.Array | None = None,
-    mask: jax.Array | None = None,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     r"""MLKD's class-level term: :math:`\sum_{ij} w_j (G^t - G^s)_{ij}^2 / C`, :math:`G = P^\top P`.
 
@@ -157,7 +158,7 @@ def class_alignment_loss(
       student_logits, teacher_logits: ``[B, C]`` floating (teacher gradient-stopped).
       temperature: positive Python float.
       class_weights: ``[C]`` bool or float weights on the Gram columns, or None.
-      mask: ``[B]`` bool, False for padded rows (zeroed before the Gram matrix).
+      where: ``[B]`` bool, False for padded rows (zeroed before the Gram matrix).
 
     Returns:
       float32 scalar (no T² factor, as the reference's ``cc_loss``).
@@ -169,7 +170,7 @@ def class_alignment_loss(
       Array(0., dtype=float32)
     """
     return _gram_alignment(
-        student_logits, teacher_logits, temperature, class_weights, mask, over_classes=True
+        student_logits, teacher_logits, temperature, class_weights, where, over_classes=True
     )
 
 
@@ -186,7 +187,6 @@ def mlkd_objective(
     reference_quirks: bool = True,
     teacher_transform: LogitTransform | None = None,
     logit_standardization: bool = False,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     r"""The MLKD objective of a batch with a weak and a strong view.
@@ -222,8 +222,7 @@ def mlkd_objective(
       reference_quirks: static bool, True (default) to reproduce the reference's numbers.
       teacher_transform: teacher-side processor, e.g. ``swap_logits``.
       logit_standardization: z-score the logits of the instance-level terms.
-      mask: ``[B]`` bool, False for padded examples.
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both).
+      where: ``[B]`` bool (optax's name), False for padded examples.
 
     Returns:
       ``(loss, terms)`` with weighted float32 scalars ``ce``, ``kd``, ``cc``, ``bc`` and ``loss``.
@@ -241,20 +240,25 @@ def mlkd_objective(
     quirks = _checks.check_static_bool("reference_quirks", reference_quirks)
     standardize = _checks.check_static_bool("logit_standardization", logit_standardization)
     temps = _checks.check_temperatures(temperatures)
-    views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
+    views, labels, mask = _two_views.prepare(
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        where,
     )
     (sw, tw), (ss, ts) = views
-    tw = _views.teacher_target(tw, labels, teacher_transform)
-    ts = _views.teacher_target(ts, labels, teacher_transform)
-    instance_mask, class_mask = mlkd_confidence_masks(tw, mask=mask)
+    tw = _two_views.teacher_target(tw, labels, teacher_transform)
+    ts = _two_views.teacher_target(ts, labels, teacher_transform)
+    instance_mask, class_mask = mlkd_confidence_masks(tw, where=mask)
 
     ce = masked_mean(cross_entropy(sw, labels), mask) + masked_mean(cross_entropy(ss, labels), mask)
     kd_pairs = [(sw, tw), (ss, ts)]
     if standardize:
-        kd_pairs = [_views.standardize_pair(s, t) for s, t in kd_pairs]
-    kd_weak = multi_temperature_kd(*kd_pairs[0], temps)  # [B, K]
-    kd_strong = multi_temperature_kd(*kd_pairs[1], temps)
+        kd_pairs = [_two_views.standardize_pair(s, t) for s, t in kd_pairs]
+    kd_weak = multi_temperature_kd(*kd_pairs[0], temperatures=temps)  # [B, K]
+    kd_strong = multi_temperature_kd(*kd_pairs[1], temperatures=temps)
 
     fraction = masked_mean(instance_mask, mask)
     if quirks:
@@ -263,22 +267,22 @@ def mlkd_objective(
         kd = fraction * masked_mean(jnp.sum(kd_weak, -1), mask) + masked_mean(
             jnp.sum(jnp.where(from_weak, kd_weak, kd_strong), -1), mask
         )
-        cc = sum(class_alignment_loss(sw, tw, temperature=t, mask=mask) for t in temps) * class_fraction
-        bc = sum(batch_alignment_loss(sw, tw, temperature=t, mask=mask) for t in temps) * fraction
+        cc = sum(class_alignment_loss(sw, tw, temperature=t, where=mask) for t in temps) * class_fraction
+        bc = sum(batch_alignment_loss(sw, tw, temperature=t, where=mask) for t in temps) * fraction
     else:
         kd = masked_mean(jnp.where(instance_mask, jnp.sum(kd_weak, -1), 0.0), mask) + masked_mean(
             jnp.sum(kd_strong, -1), mask
         )
         cc = sum(
-            class_alignment_loss(sw, tw, temperature=t, class_weights=class_mask, mask=mask)
-            + class_alignment_loss(ss, ts, temperature=t, mask=mask)
+            class_alignment_loss(sw, tw, temperature=t, class_weights=class_mask, where=mask)
+            + class_alignment_loss(ss, ts, temperature=t, where=mask)
             for t in temps
         )
         bc = sum(
-            batch_alignment_loss(sw, tw, temperature=t, weights=instance_mask, mask=mask)
-            + batch_alignment_loss(ss, ts, temperature=t, weights=instance_mask, mask=mask)
+            batch_alignment_loss(sw, tw, temperature=t, weights=instance_mask, where=mask)
+            + batch_alignment_loss(ss, ts, temperature=t, weights=instance_mask, where=mask)
             for t in temps
         )
-    return _views.finish(
+    return _two_views.finish(
         {"ce": ce_weight * ce, "kd": kd_weight * kd, "cc": kd_weight * cc, "bc": kd_weight * bc}
     )

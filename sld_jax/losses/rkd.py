@@ -38,8 +38,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from sld_jax.losses import _checks, _views
-from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean
+from sld_jax.losses import _checks, _two_views
+from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES, sld_objective
 from sld_jax.losses.swap import swap_logits
 
@@ -238,10 +238,7 @@ def rkd_objective(
     *,
     student_embeddings: jax.Array | Sequence[jax.Array],
     teacher_embeddings: jax.Array | Sequence[jax.Array],
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
-    epoch: int | jax.Array | None = None,
-    student_swap: bool | None = None,
     ce_weight: float = 1.0,
     rkd_weight: float = 1.0,
     distance_weight: float = RKD_DISTANCE_WEIGHT,
@@ -253,8 +250,7 @@ def rkd_objective(
 
     Summed over the views given (the reference uses one view: pass the strong logits as None and
     the weak embeddings only). The teacher's logits are validated but unused: RKD distils the
-    embeddings only. ``epoch`` and ``student_swap`` are accepted for the shared objective call and
-    ignored.
+    embeddings only (the teacher's embeddings are gradient-stopped).
 
     Args:
       student_weak, student_strong, teacher_weak, teacher_strong: ``[B, C]`` logits (the strong
@@ -262,9 +258,7 @@ def rkd_objective(
       labels: ``[B]`` integer labels.
       student_embeddings, teacher_embeddings: ``[B, D]`` pooled features, or a tuple with one
         such array per view (weak, then strong); the feature sizes of the two sides may differ.
-      mask: ``[B]`` bool, False for padded examples.
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both).
-      epoch, student_swap: ignored.
+      where: ``[B]`` bool (optax's name), False for padded examples.
       ce_weight, rkd_weight: reference 1 and 1.
       distance_weight, angle_weight, eps, squared: see :func:`rkd_loss`.
 
@@ -280,9 +274,8 @@ def rkd_objective(
       >>> float(terms["rkd"])
       0.0
     """
-    del epoch, student_swap
-    mask = _views.resolve_mask(mask, where)
-    views, labels, mask = _views.prepare(
+    mask = where
+    views, labels, mask = _two_views.prepare(
         student_weak, student_strong, teacher_weak, teacher_strong, labels, mask
     )
     ce = sum(masked_mean(cross_entropy(s, labels), mask) for s, _ in views)
@@ -296,7 +289,7 @@ def rkd_objective(
         eps=eps,
         squared=squared,
     )
-    return _views.finish({"ce": ce_weight * ce, "rkd": rkd_weight * rkd})
+    return _two_views.finish({"ce": ce_weight * ce, "rkd": rkd_weight * rkd})
 
 
 def rkd_sld_objective(
@@ -308,11 +301,8 @@ def rkd_sld_objective(
     *,
     student_embeddings: jax.Array | Sequence[jax.Array],
     teacher_embeddings: jax.Array | Sequence[jax.Array],
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
-    epoch: int | None = None,
-    student_swap: bool | None = None,
-    gamma: int = 150,
+    student_swap: bool,
     ce_weight: float = 0.1,
     kd_weight: float = 0.9,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
@@ -335,10 +325,9 @@ def rkd_sld_objective(
     swapped: SLD's terms replace RKD's cross-entropy.
 
     Args:
-      student_weak, student_strong, teacher_weak, teacher_strong, labels, mask, where, epoch,
-        student_swap, gamma, ce_weight, kd_weight, temperatures, stop_gradient_pseudo_teacher,
-        teacher_transform: as :func:`~sld_jax.losses.sld_objective` (pass ``student_swap`` or a
-        static ``epoch``; a traced ``epoch`` is ignored when ``student_swap`` is given).
+      student_weak, student_strong, teacher_weak, teacher_strong, labels, where, student_swap,
+        ce_weight, kd_weight, temperatures, stop_gradient_pseudo_teacher, teacher_transform: as
+        :func:`~sld_jax.losses.sld_objective`.
       student_embeddings, teacher_embeddings: ``[B, D]`` or one such array per view.
       rkd_weight, distance_weight, angle_weight, eps, squared: see :func:`rkd_objective`.
 
@@ -355,9 +344,7 @@ def rkd_sld_objective(
       >>> sorted(terms)[:4]
       ['ce', 'kd', 'loss', 'rkd']
     """
-    if student_swap is not None:
-        epoch = None
-    mask = _views.resolve_mask(mask, where)
+    mask = where
     loss, terms = sld_objective(
         student_weak,
         student_strong,
@@ -365,12 +352,10 @@ def rkd_sld_objective(
         teacher_strong,
         labels,
         student_swap=student_swap,
-        epoch=epoch,
-        gamma=gamma,
         ce_weight=ce_weight,
         kd_weight=kd_weight,
         temperatures=temperatures,
-        mask=mask,
+        where=mask,
         stop_gradient_pseudo_teacher=stop_gradient_pseudo_teacher,
         teacher_transform=teacher_transform,
     )

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sld_jax.losses import _checks, _views
-from sld_jax.losses.kernels import LogitTransform, cross_entropy, masked_mean, tempered_kl_and_lse
+from sld_jax.losses import _checks, _two_views
+from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean, tempered_kl_and_lse
 from sld_jax.losses.swap import swap_logits
 
 #: The reference's "prediction augmentation" temperatures.
@@ -81,7 +81,7 @@ def _teacher_and_swap_args(
             f"student_swap=bool(epoch > gamma), got {type(student_swap).__name__}."
         )
     sg = _checks.check_static_bool("stop_gradient_pseudo_teacher", stop_gradient_pseudo_teacher)
-    target = _views.teacher_target(teacher_logits, labels, teacher_transform)
+    target = _two_views.teacher_target(teacher_logits, labels, teacher_transform)
     return target, bool(student_swap), sg
 
 
@@ -113,7 +113,7 @@ def sld_loss_per_temperature(
     _checks.check_mask_array(where, student_logits.shape[:-1])
     _checks.check_labels(labels, student_logits, "student_logits", where)
     temps = _checks.check_temperatures(temperatures)
-    where, labels, (student_logits, teacher_logits) = _views.mask_rows(
+    where, labels, (student_logits, teacher_logits) = _two_views.mask_rows(
         where, labels.astype(jnp.int32), student_logits, teacher_logits
     )
     target, student_swap, sg = _teacher_and_swap_args(
@@ -223,15 +223,19 @@ def pseudo_teacher_loss(
     )
 
 
-def student_swap_active(epoch: int, gamma: int) -> bool:
-    """The reference's loss schedule: the pseudo-teacher term is on when ``epoch > gamma``.
+def student_swap_active(epoch: int, *, gamma: int) -> bool:
+    """The γ gate of the reference's loss schedule: the pseudo-teacher term is on when ``epoch > gamma``.
 
+    The one helper for the gate: every loss takes its result as ``student_swap=`` (a static bool).
     Epochs are counted from 1, so with ``gamma=150`` epoch 151 is the first with the term.
+
+    >>> student_swap_active(150, gamma=150), student_swap_active(151, gamma=150)
+    (False, True)
     """
     if isinstance(epoch, jax.core.Tracer) or isinstance(gamma, jax.core.Tracer):
         raise TypeError(
             "epoch and gamma must be Python ints (the γ gate is static); decide on the host with "
-            "student_swap_active(epoch, gamma) and pass student_swap= to the jitted function."
+            "student_swap_active(epoch, gamma=gamma) and pass student_swap= to the jitted function."
         )
     return bool(int(epoch) > int(gamma))
 
@@ -243,13 +247,10 @@ def sld_objective(
     teacher_strong: jax.Array,
     labels: jax.Array,
     *,
-    student_swap: bool | None = None,
-    epoch: int | None = None,
-    gamma: int = 150,
+    student_swap: bool,
     ce_weight: float = 0.1,
     kd_weight: float = 0.9,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
     stop_gradient_pseudo_teacher: bool = False,
     teacher_transform: LogitTransform | None = swap_logits,
@@ -260,23 +261,21 @@ def sld_objective(
         L = w_{ce}\,[\mathrm{CE}(s_w) + \mathrm{CE}(s_s)]
           + w_{kd}\,[\overline{\ell}(s_w, t_w) + \overline{\ell}(s_s, t_s)]
 
-    where :math:`\overline{\ell}` is the batch mean of :func:`sld_loss`. Either pass
-    ``student_swap`` directly, or ``epoch`` (counted from 1) and ``gamma``: the pseudo-teacher
-    term is on when ``epoch > gamma``. Both must be static (Python values).
+    where :math:`\overline{\ell}` is the batch mean of :func:`sld_loss`. ``student_swap`` is the
+    γ gate, a static Python bool decided on the host: ``student_swap_active(epoch, gamma=γ)`` (the
+    pseudo-teacher term is on when ``epoch > γ``, epochs counted from 1). The teacher's logits are
+    gradient-stopped; the pseudo-teacher ``swap(s)`` keeps its gradient unless
+    ``stop_gradient_pseudo_teacher``.
 
     Args:
       student_weak, student_strong: ``[B, C]`` student logits of the weak and strong views.
       teacher_weak, teacher_strong: ``[B, C]`` teacher logits of the same views. The strong
         pair may be None (both) for a single-view objective.
       labels: ``[B]`` integer labels.
-      student_swap: static bool; mutually exclusive with ``epoch``.
-      epoch: static int, counted from 1.
-      gamma: static int, the epoch after which the pseudo-teacher term switches on.
+      student_swap: static bool, the γ gate (see above).
       ce_weight, kd_weight: loss weights (reference: 0.1 and 0.9).
       temperatures: static tuple of temperatures.
-      mask: ``[B]`` bool (or 0/1), False for padded examples; means are over real examples, and
-        padded rows are replaced by zeros first (their gradient is exactly 0, a NaN there is harmless).
-      where: the same mask under optax's name (pass ``where`` or ``mask``, not both). Any
+      where: ``[B]`` bool (optax's name), False for padded examples. Any
         leading shape works (``[B, T, C]`` logits with ``[B, T]`` labels and mask, e.g. tokens):
         the means run over the valid entries.
       stop_gradient_pseudo_teacher: detach the pseudo-teacher.
@@ -290,16 +289,18 @@ def sld_objective(
     Examples:
       >>> import jax.numpy as jnp
       >>> s = jnp.array([[2., 0., 0.], [0., 1., 0.]]); t = jnp.array([[0., 3., 0.], [0., 2., 0.]])
-      >>> loss, terms = sld_objective(s, s, t, t, jnp.array([0, 1]), epoch=151, gamma=150)
-      >>> float(terms["teacher_swap_fraction"])
-      0.5
+      >>> swap = student_swap_active(151, gamma=150)
+      >>> loss, terms = sld_objective(s, s, t, t, jnp.array([0, 1]), student_swap=swap)
+      >>> round(float(loss), 4), float(terms["teacher_swap_fraction"])
+      (1.3146, 0.5)
     """
-    if (student_swap is None) == (epoch is None):
-        raise TypeError("pass exactly one of student_swap= or epoch= (with gamma=) to sld_objective.")
-    if student_swap is None:
-        student_swap = student_swap_active(epoch, gamma)
-    views, labels, mask = _views.prepare(
-        student_weak, student_strong, teacher_weak, teacher_strong, labels, _views.resolve_mask(mask, where)
+    views, labels, mask = _two_views.prepare(
+        student_weak,
+        student_strong,
+        teacher_weak,
+        teacher_strong,
+        labels,
+        where,
     )
     temps = _checks.check_temperatures(temperatures)
     ce = jnp.float32(0.0)
@@ -317,7 +318,7 @@ def sld_objective(
             student_top = jnp.argmax(student, -1)
         teacher_fired = teacher_fired + masked_mean(jnp.argmax(teacher, -1) != labels, mask)
         student_fired = student_fired + masked_mean(student_top != labels, mask)
-    loss, terms = _views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
+    loss, terms = _two_views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
     terms["teacher_swap_fraction"] = jax.lax.stop_gradient(teacher_fired / len(views))
     terms["student_swap_fraction"] = jax.lax.stop_gradient(student_fired / len(views))
     return loss, terms

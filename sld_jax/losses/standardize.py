@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 
 from sld_jax.losses import _checks
+from sld_jax.losses.divergences import LogitTransform, multi_temperature_kd, standardize_logits
 from sld_jax.losses.kd import kd_objective
-from sld_jax.losses.kernels import LogitTransform, multi_temperature_kd, standardize_logits
 
 #: The authors' base temperature for CIFAR-100 (``--base-temp 2``), used with KD weight 9.
 BASE_TEMPERATURE = 2.0
@@ -37,7 +37,7 @@ def standardized_kd_loss(
     temps = _checks.check_temperatures((temperature,))
     s = standardize_logits(student_logits)
     t = standardize_logits(jax.lax.stop_gradient(teacher_logits))
-    return multi_temperature_kd(s, t, temps)[..., 0]
+    return multi_temperature_kd(s, t, temperatures=temps)[..., 0]
 
 
 def standardized_kd_objective(
@@ -51,15 +51,14 @@ def standardized_kd_objective(
     ce_weight: float = 0.1,
     kd_weight: float = 9.0,
     teacher_transform: LogitTransform | None = None,
-    mask: jax.Array | None = None,
     where: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """KD with logit standardisation, with the authors' CIFAR-100 defaults (T 2, CE 0.1, KD 9).
 
     :func:`~sld_jax.losses.kd_objective` with ``logit_standardization=True``: CE on the raw
     student logits, KD between the z-scored student and (processed) teacher logits. For DKD or
-    MLKD with standardisation pass ``logit_standardization=True`` to their objectives. ``mask``
-    (or ``where``) and any leading shape work as there.
+    MLKD with standardisation pass ``logit_standardization=True`` to their objectives. ``where``
+    and any leading shape work as there.
 
     Returns:
       ``(loss, terms)`` with ``ce``, ``kd`` (weighted) and ``loss``.
@@ -82,6 +81,5 @@ def standardized_kd_objective(
         kd_weight=kd_weight,
         teacher_transform=teacher_transform,
         logit_standardization=True,
-        mask=mask,
         where=where,
     )

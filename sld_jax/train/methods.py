@@ -3,14 +3,14 @@
 Every objective in :mod:`sld_jax.losses` is called the same way::
 
     loss, terms = objective(student_weak, student_strong, teacher_weak, teacher_strong, labels,
-                            *, mask=..., <hyper-parameters>)
+                            *, where=..., <hyper-parameters>)
 
 (the strong pair is None for single-view methods, the teacher pair None without a teacher). A
 :class:`Method` row says which library function a method uses, which of the step's inputs it needs,
-and which ``config.loss`` fields become its keyword arguments. Nothing here computes a loss: the one
-composition the trainer adds is the γ-gated pseudo-teacher term of "+ SLD" methods
-(:func:`sld_jax.losses.pseudo_teacher_loss`), and the logged diagnostics (how often each swap fires,
-teacher-student agreement).
+and which ``config.loss`` fields become its keyword arguments. Nothing here computes or composes a
+loss ("+ SLD" methods are library objectives too: :mod:`sld_jax.losses.plus_sld`); the trainer
+adds only the logged diagnostics (how often each swap fires, teacher-student agreement). A new
+method is one row of :data:`METHODS` (or one :func:`register` call).
 
 >>> sorted(METHODS)[:3]
 ['dkd', 'dkd+sld', 'kd']
@@ -32,10 +32,6 @@ import ml_collections
 
 from sld_jax import losses
 
-#: How the γ-gated student swap enters a method (None: the method has no gate).
-ARGUMENT = "argument"  # the objective takes ``student_swap=`` (SLD itself)
-PSEUDO_TEACHER = "pseudo_teacher"  # kd_weight x the pseudo-teacher term is added (DKD/MLKD + SLD)
-
 #: ``(keyword, config.loss path)``: "x" is ``config.loss.x``; "dkd.*" spreads ``config.loss.dkd``;
 #: "teacher_transform" resolves ``teacher_transform`` + ``teacher_transform_kwargs`` to a function.
 HParams = tuple[tuple[str, str], ...]
@@ -49,8 +45,8 @@ class Method:
       objective: a ``sld_jax.losses.*_objective`` function.
       uses_teacher: the step runs the frozen teacher and passes its logits.
       two_views: the step feeds a weak and a strong view (else the weak view only).
-      student_swap: None, :data:`ARGUMENT` or :data:`PSEUDO_TEACHER` (see above); any gated method
-        compiles two step variants, chosen on the host by ``epoch > gamma``.
+      gamma_gated: the objective takes the γ gate as ``student_swap=`` (a static bool); such a
+        method compiles two step variants, chosen on the host by ``epoch > gamma``.
       takes_epoch: the objective gets the (traced, float32, 1-based) ``epoch=`` (DKD's warm-up).
       uses_features: the objective gets ``student_embeddings=`` / ``teacher_embeddings=``: tuples
         of the models' pooled pre-logit features ``[B, D]``, one per view.
@@ -60,15 +56,10 @@ class Method:
     objective: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     uses_teacher: bool = True
     two_views: bool = False
-    student_swap: str | None = None
+    gamma_gated: bool = False
     takes_epoch: bool = False
     uses_features: bool = False
     hparams: HParams = ()
-
-    @property
-    def student_swap_gated(self) -> bool:
-        """Whether ``epoch > gamma`` switches a second compiled step variant on."""
-        return self.student_swap is not None
 
 
 _TRANSFORM = (("teacher_transform", "teacher_transform"),)
@@ -81,28 +72,37 @@ _SLD = (
 _DKD = (("ce_weight", "ce_weight"), ("", "dkd.*"))
 _MLKD = _WEIGHTS + (("", "mlkd.*"),)
 _RKD = (("", "rkd.*"),)
+# The pseudo-teacher term of "+ SLD" baselines: SLD's weight, temperatures and detaching.
+_PSEUDO_TEACHER = (
+    ("pseudo_teacher_weight", "kd_weight"),
+    ("pseudo_teacher_temperatures", "temperatures"),
+    ("stop_gradient_pseudo_teacher", "stop_gradient_pseudo_teacher"),
+)
 
 METHODS: dict[str, Method] = {
     "vanilla": Method(losses.ce_objective, uses_teacher=False, hparams=(("ce_weight", "ce_weight"),)),
     "kd": Method(losses.kd_objective, hparams=_WEIGHTS + (("temperature", "kd_temperature"),) + _TRANSFORM),
-    "sld": Method(losses.sld_objective, two_views=True, student_swap=ARGUMENT, hparams=_SLD),
+    "sld": Method(losses.sld_objective, two_views=True, gamma_gated=True, hparams=_SLD),
     "dkd": Method(losses.dkd_objective, takes_epoch=True, hparams=_DKD),
     "mlkd": Method(losses.mlkd_objective, two_views=True, hparams=_MLKD),
     "dkd+sld": Method(
-        losses.dkd_objective,
+        losses.dkd_sld_objective,
         two_views=True,
-        student_swap=PSEUDO_TEACHER,
+        gamma_gated=True,
         takes_epoch=True,
-        hparams=_DKD + _TRANSFORM,
+        hparams=_DKD + _TRANSFORM + _PSEUDO_TEACHER,
     ),
     "mlkd+sld": Method(
-        losses.mlkd_objective, two_views=True, student_swap=PSEUDO_TEACHER, hparams=_MLKD + _TRANSFORM
+        losses.mlkd_sld_objective,
+        two_views=True,
+        gamma_gated=True,
+        hparams=_MLKD + _TRANSFORM + _PSEUDO_TEACHER,
     ),
     "rkd": Method(losses.rkd_objective, uses_features=True, hparams=(("ce_weight", "ce_weight"),) + _RKD),
     "rkd+sld": Method(
         losses.rkd_sld_objective,
         two_views=True,
-        student_swap=ARGUMENT,
+        gamma_gated=True,
         uses_features=True,
         hparams=_SLD + _RKD,
     ),
@@ -120,6 +120,20 @@ def get_method(name: str) -> Method:
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}.{hint}")
     return METHODS[name]
+
+
+def register(name: str, method: Method) -> Method:
+    """Adds ``method`` to :data:`METHODS` as ``name`` (then ``--config.method=name`` trains it).
+
+    Raises:
+      ValueError: ``name`` is taken (pass another name; the built-in rows are never replaced).
+    """
+    if name in METHODS:
+        raise ValueError(f"method {name!r} exists already; register the new one under another name.")
+    if not isinstance(method, Method):
+        raise TypeError(f"register needs a Method row, got {type(method).__name__}.")
+    METHODS[name] = method
+    return method
 
 
 def teacher_transform(loss_cfg: ml_collections.ConfigDict):
@@ -153,15 +167,6 @@ def objective_kwargs(method: Method, loss_cfg: ml_collections.ConfigDict) -> tup
     return tuple(sorted(kwargs.items()))
 
 
-def pseudo_teacher_kwargs(loss_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
-    """Weight and options of the added pseudo-teacher term (methods gated by :data:`PSEUDO_TEACHER`)."""
-    return (
-        ("kd_weight", float(loss_cfg.kd_weight)),
-        ("stop_gradient_pseudo_teacher", bool(loss_cfg.stop_gradient_pseudo_teacher)),
-        ("temperatures", _static(loss_cfg.temperatures)),
-    )
-
-
 def apply(
     method: Method,
     kwargs: tuple[tuple[str, Any], ...],
@@ -172,7 +177,6 @@ def apply(
     *,
     epoch: jax.Array,
     student_swap: bool,
-    pseudo_teacher: tuple[tuple[str, Any], ...] = (),
     student_embeddings: Sequence[jax.Array] = (),
     teacher_embeddings: Sequence[jax.Array] = (),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -183,10 +187,9 @@ def apply(
       kwargs: :func:`objective_kwargs` of the run's config.
       student_logits: one ``[B, C]`` array per view (weak, then strong for two-view methods).
       teacher_logits: the same for the teacher, or None without a teacher.
-      labels: ``[B]`` int32; mask: ``[B]`` bool (False for padding).
+      labels: ``[B]`` int32; mask: ``[B]`` bool (False for padding), the objective's ``where``.
       epoch: float32 scalar, 1-based (traced).
-      student_swap: the γ gate's static value.
-      pseudo_teacher: :func:`pseudo_teacher_kwargs` (used by :data:`PSEUDO_TEACHER` methods).
+      student_swap: the γ gate's static value (passed to ``gamma_gated`` objectives).
       student_embeddings, teacher_embeddings: ``[B, D]`` pooled features per view
         (``uses_features`` methods).
 
@@ -197,10 +200,10 @@ def apply(
     tw = ts = None
     if teacher_logits is not None:
         tw, ts = teacher_logits[0], (teacher_logits[1] if len(teacher_logits) > 1 else None)
-    call = dict(kwargs, mask=mask)
+    call = dict(kwargs, where=mask)
     if method.takes_epoch:
         call["epoch"] = epoch
-    if method.student_swap == ARGUMENT:
+    if method.gamma_gated:
         call["student_swap"] = student_swap
     if method.uses_features:
         call.update(
@@ -208,14 +211,6 @@ def apply(
         )
     loss, terms = method.objective(sw, ss, tw, ts, labels, **call)
     terms = {k: v for k, v in terms.items() if jnp.ndim(v) == 0}
-    if method.student_swap == PSEUDO_TEACHER and student_swap:
-        options = dict(pseudo_teacher)
-        weight = options.pop("kd_weight")
-        term = weight * sum(
-            losses.masked_mean(losses.pseudo_teacher_loss(s, labels, **options), mask) for s in student_logits
-        )
-        loss = loss + term
-        terms.update(pseudo_teacher=jax.lax.stop_gradient(term), loss=loss)
     for name, value in diagnostics(student_logits, teacher_logits, labels, mask).items():
         terms.setdefault(name, value)  # an objective's own figures (SLD's swap rates) are kept
     return loss, terms

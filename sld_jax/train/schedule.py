@@ -3,7 +3,7 @@
 Epochs are counted from 1 (as the reference). Steps are counted from 0; step ``s`` belongs to epoch
 ``s // steps_per_epoch + 1``. The learning rate of an epoch is fixed at its start:
 ``lr = base * decay_rate ** (number of stages < epoch)``. The epoch length
-(:func:`steps_per_epoch`) and the γ gate (:func:`student_swap_for_epoch`, ``epoch > gamma``) are
+(:func:`steps_per_epoch`) and the γ gate (:func:`student_swap_active`, ``epoch > gamma``) are
 defined where they belong, in the data pipeline and the loss library, and re-exported here.
 """
 
@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import optax
 
 from sld_jax.data.pipeline import steps_per_epoch
-from sld_jax.losses import student_swap_active as student_swap_for_epoch
+from sld_jax.losses import student_swap_active
 
-__all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch", "student_swap_for_epoch"]
+__all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch", "student_swap_active"]
 
 
 def epoch_of_step(step: int, steps_in_epoch: int) -> int:

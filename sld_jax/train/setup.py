@@ -303,18 +303,11 @@ class Run:
             std=tuple(spec.std),
             crop_padding=spec.crop_padding,
             host_crops=self.data.host_crops,
-            pseudo_teacher=(
-                methods.pseudo_teacher_kwargs(self.config.loss)
-                if self.method.student_swap == methods.PSEUDO_TEACHER
-                else ()
-            ),
         )
 
     def student_swap(self, epoch: int) -> bool:
         """The γ gate of ``epoch`` (1-based): the static variant of the step to run."""
-        return self.method.student_swap_gated and schedule.student_swap_for_epoch(
-            epoch, self.config.loss.gamma
-        )
+        return self.method.gamma_gated and schedule.student_swap_active(epoch, gamma=self.config.loss.gamma)
 
 
 def build(

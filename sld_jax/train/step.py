@@ -51,8 +51,6 @@ class StepConfig:
       crop_padding: zero padding of the random crop.
       host_crops: images arrive already cropped and flipped by the host (ImageNet): ``image`` is the
         weak view and ``image_strong`` the strong view's crop; only RandAugment/Cutout run here.
-      nonfinite: "stop" or "skip": on a non-finite loss or gradient the state is left unchanged
-        either way; the metrics report it and the loop decides.
     """
 
     student: nn.Module
@@ -66,7 +64,6 @@ class StepConfig:
     std: tuple[float, ...]
     crop_padding: int = 4
     host_crops: bool = False
-    pseudo_teacher: tuple[tuple[str, Any], ...] = ()
 
     @property
     def two_views(self) -> bool:
@@ -180,7 +177,6 @@ def _update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng:
             mask,
             epoch=epoch,
             student_swap=cfg.student_swap,
-            pseudo_teacher=cfg.pseudo_teacher,
             student_embeddings=tuple(student_embeddings) if cfg.method.uses_features else (),
             teacher_embeddings=teacher_embeddings,
         )

@@ -289,8 +289,7 @@ def test_grid_objectives_run_on_tiny_logits(rng):
             y,
             mask,
             epoch=jnp.float32(1.0),
-            student_swap=method.student_swap_gated,
-            pseudo_teacher=methods.pseudo_teacher_kwargs(config.loss),
+            student_swap=method.gamma_gated,
             student_embeddings=feats[:views],
             teacher_embeddings=feats[views:],
         )

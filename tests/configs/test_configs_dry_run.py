@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from sld_jax import models
+from sld_jax import losses, models
 from sld_jax.data import pipeline, sources
 from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, setup
@@ -96,7 +96,7 @@ def test_config_builds_and_traces_its_train_steps(method, mesh, teacher_variable
     )
     assert (built.teacher is None) == (not method_row.uses_teacher)
     feed = jax.tree.map(lambda x: x[None, None], batch)  # one step of one seed
-    gates = (False, True) if method_row.student_swap_gated else (False,)
+    gates = (False, True) if method_row.gamma_gated else (False,)
     for student_swap in gates:
         step = built.dispatch(student_swap=student_swap)
         new_state, metrics = jax.eval_shape(
@@ -108,8 +108,9 @@ def test_config_builds_and_traces_its_train_steps(method, mesh, teacher_variable
         expected = STEP_METRICS | (TEACHER_METRICS if method_row.uses_teacher else set())
         if method_row.uses_features:
             expected |= {"rkd"}
-        if method_row.student_swap == methods.PSEUDO_TEACHER and student_swap:
+        plus_sld = method_row.objective in (losses.dkd_sld_objective, losses.mlkd_sld_objective)
+        if plus_sld and student_swap:
             expected |= {"pseudo_teacher"}
         assert expected <= set(metrics), (method, student_swap, sorted(metrics))
-        if method_row.student_swap == methods.PSEUDO_TEACHER and not student_swap:
+        if plus_sld and not student_swap:
             assert "pseudo_teacher" not in metrics

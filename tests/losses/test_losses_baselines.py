@@ -165,7 +165,7 @@ def test_kd_objective_single_view_and_hand_value():
 @pytest.mark.parametrize("swap", [False, True])
 def test_dkd_objective_matches_mdistiller_dkd(batch, swap):
     transform = losses.swap_logits if swap else None
-    alpha, beta, temperature, warmup = 1.0, 8.0, 4.0, losses.dkd_warmup_factor(5, 20)
+    alpha, beta, temperature, warmup = 1.0, 8.0, 4.0, losses.dkd_warmup_factor(5, warmup=20)
 
     def reference(sw, ss, tw, ts, y):
         del ss, ts  # mdistiller's DKD is single-view
@@ -305,7 +305,7 @@ def test_mlkd_padding_mask_equals_the_real_batch(batch):
 
             def loss(sw):
                 return losses.mlkd_objective(
-                    sw, ss, tw, ts, y, mask=real_mask, reference_quirks=quirks, temperatures=(4.0,)
+                    sw, ss, tw, ts, y, where=real_mask, reference_quirks=quirks, temperatures=(4.0,)
                 )[0]
 
             out[quirks] = jax.value_and_grad(loss)(sw)

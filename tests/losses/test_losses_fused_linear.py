@@ -50,7 +50,7 @@ def _dense(student_logits_fn, teacher_logits, labels, where, **kw):
     def loss(*args):
         s = student_logits_fn(*args)
         s = jnp.where(where[:, None], s, 0.0)
-        return losses.sld_objective(s, None, teacher_logits, None, labels, mask=where, **kw)
+        return losses.sld_objective(s, None, teacher_logits, None, labels, where=where, **kw)
 
     return loss
 

@@ -66,7 +66,9 @@ def test_objective_matches_reference(golden, phase):
     @jax.jit
     def run(sw, ss, tw, ts, y):
         def objective(sw, ss):
-            return losses.sld_objective(sw, ss, tw, ts, y, epoch=epoch, gamma=150)
+            return losses.sld_objective(
+                sw, ss, tw, ts, y, student_swap=losses.student_swap_active(epoch, gamma=150)
+            )
 
         return jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(sw, ss)
 

@@ -107,12 +107,12 @@ def test_gamma_gate_compiles_two_variants_and_never_retraces(rng):
 
     gamma = 3
     for epoch in range(1, 9):
-        step(s, s, t, t, y, jnp.int32(epoch), student_swap=losses.student_swap_active(epoch, gamma))
+        step(s, s, t, t, y, jnp.int32(epoch), student_swap=losses.student_swap_active(epoch, gamma=gamma))
     assert step._cache_size() == 2
     # The counter can fail: a third variant (another shape) exceeds the budget.
     with pytest.raises(AssertionError):
         step(s[:2], s[:2], t[:2], t[:2], y[:2], jnp.int32(1), student_swap=True)
-    assert not losses.student_swap_active(150, 150) and losses.student_swap_active(151, 150)
+    assert not losses.student_swap_active(150, gamma=150) and losses.student_swap_active(151, gamma=150)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,12 +157,14 @@ def test_minus_infinity_teacher_logits_are_masked_classes():
     t = jnp.array([[3.0, -jnp.inf, 1.0, -jnp.inf]])
     y = jnp.array([0])
     value, grad = jax.jit(
-        jax.value_and_grad(lambda s: jnp.sum(losses.multi_temperature_kd(s, t, (1.0, 4.0))))
+        jax.value_and_grad(lambda s: jnp.sum(losses.multi_temperature_kd(s, t, temperatures=(1.0, 4.0))))
     )(s)
     p = np.exp([3.0, 1.0]) / np.sum(np.exp([3.0, 1.0]))
     log_q = np.asarray(jax.nn.log_softmax(s[0]))[[0, 2]]
     np.testing.assert_allclose(
-        float(losses.multi_temperature_kd(s, t, (1.0,))[0, 0]), np.sum(p * (np.log(p) - log_q)), rtol=1e-5
+        float(losses.multi_temperature_kd(s, t, temperatures=(1.0,))[0, 0]),
+        np.sum(p * (np.log(p) - log_q)),
+        rtol=1e-5,
     )
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     del y
@@ -188,7 +190,7 @@ def test_padded_examples_do_not_change_the_objective(rng):
     @jax.jit
     def run(sw, tw, y, mask):
         def fn(sw):
-            return losses.sld_objective(sw, sw, tw, tw, y, student_swap=True, mask=mask)
+            return losses.sld_objective(sw, sw, tw, tw, y, student_swap=True, where=mask)
 
         return jax.value_and_grad(fn, has_aux=True)(sw)
 
@@ -212,7 +214,7 @@ labels_strategy = hnp.arrays(np.int32, (B,), elements=st.integers(0, C - 1))
 
 @jax.jit
 def _kl_terms(s, t, y):
-    teacher = losses.multi_temperature_kd(s, t, TEMPS)
+    teacher = losses.multi_temperature_kd(s, t, temperatures=TEMPS)
     swapped_teacher = losses.swap_logits(t, y)
     with_swap = losses.sld_loss_per_temperature(s, t, y, student_swap=True)
     pseudo = with_swap - losses.sld_loss_per_temperature(s, t, y, student_swap=False)
@@ -273,9 +275,14 @@ def _jit_call(fn, *args, **kwargs):
             "student_swap must be a Python bool",
         ),
         (
+            lambda s, t, y: _jit_call(losses.sld_objective, s, s, t, t, y),  # the γ gate is required
+            TypeError,
+            "student_swap",
+        ),
+        (
             lambda s, t, y: _jit_call(losses.sld_objective, s, s, t, t, y, student_swap=True, epoch=3),
             TypeError,
-            "exactly one of student_swap= or epoch=",
+            "unexpected keyword argument 'epoch'",  # one spelling of the gate: student_swap
         ),
         (
             lambda s, t, y: _jit_call(losses.sld_objective, s, s[:, :2], t, t, y, student_swap=True),
@@ -288,7 +295,7 @@ def _jit_call(fn, *args, **kwargs):
             "student_strong and teacher_strong must both be arrays",
         ),
         (
-            lambda s, t, y: _jit_call(losses.kd_objective, s, None, t, None, y, mask=jnp.ones(3, bool)),
+            lambda s, t, y: _jit_call(losses.kd_objective, s, None, t, None, y, where=jnp.ones(3, bool)),
             ValueError,
             r"mask must be per example with shape \(4,\)",
         ),

@@ -581,7 +581,7 @@ def test_every_method_is_zero_with_finite_gradients_when_every_example_is_masked
     variants = [
         (name, swap)
         for name, method in methods.METHODS.items()
-        for swap in ((False, True) if method.student_swap_gated else (False,))
+        for swap in ((False, True) if method.gamma_gated else (False,))
     ]
 
     def loss(s, t, name, swap):
@@ -596,7 +596,6 @@ def test_every_method_is_zero_with_finite_gradients_when_every_example_is_masked
             empty,
             epoch=jnp.float32(200),
             student_swap=swap,
-            pseudo_teacher=methods.pseudo_teacher_kwargs(loss_cfg),
             student_embeddings=features[:views],
             teacher_embeddings=features[:views],
         )

@@ -35,8 +35,8 @@ def test_steps_per_epoch_keeps_partial_batch():
 
 
 def test_gamma_gate_counts_epochs_from_one():
-    assert not schedule.student_swap_for_epoch(150, 150)
-    assert schedule.student_swap_for_epoch(151, 150)
+    assert not schedule.student_swap_active(150, gamma=150)
+    assert schedule.student_swap_active(151, gamma=150)
 
 
 def test_sgd_equals_torch_sgd_over_steps(rng):

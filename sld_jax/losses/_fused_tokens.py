@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sld_jax.losses import _checks, _fused_core
+from sld_jax.losses import _checks, _fused_sld_chunks
 
 
 def check_matrix(name: str, x: object, what: str) -> None:
@@ -138,7 +138,7 @@ def objective(
     if where is not None:
         where = where.astype(bool)
     _checks.check_labels(labels, _Shape(lead + (vocab,)), "the student's logits", where)
-    cfg = _fused_core.Config(
+    cfg = _fused_sld_chunks.Config(
         temps=temps,
         student_temps=temps if 1.0 in temps else temps + (1.0,),
         student_swap=bool(student_swap),
@@ -165,7 +165,7 @@ def objective(
     if teacher_kind == "topk":
         tok = tok + (y,)
     bias = jnp.zeros((local_columns,), student_kernel.dtype) if student_bias is None else student_bias
-    ce, kd, t_fired, s_fired = _fused_core.per_token(
+    ce, kd, t_fired, s_fired = _fused_sld_chunks.per_token(
         tokens(student_hidden), student_kernel, bias, tok, teacher_const, y, valid, cfg
     )
 

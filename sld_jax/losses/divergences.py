@@ -25,7 +25,7 @@ LogitTransform = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def kl_divergence_from_logits(
-    student_logits: jax.Array, target_logits: jax.Array, temperature: float | jax.Array = 1.0
+    student_logits: jax.Array, target_logits: jax.Array, *, temperature: float | jax.Array = 1.0
 ) -> jax.Array:
     r"""Per-example KL(softmax(target/T) ‖ softmax(student/T)), unscaled.
 
@@ -159,7 +159,7 @@ def tempered_kl_and_lse(
 
 
 def multi_temperature_kd(
-    student_logits: jax.Array, target_logits: jax.Array, temperatures: Sequence[float]
+    student_logits: jax.Array, target_logits: jax.Array, *, temperatures: Sequence[float]
 ) -> jax.Array:
     r"""Per-example, per-temperature KL · T², computed for all temperatures in one fused pass.
 
@@ -173,7 +173,7 @@ def multi_temperature_kd(
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> multi_temperature_kd(jnp.zeros((2, 3)), jnp.zeros((2, 3)), (1., 4.)).shape
+      >>> multi_temperature_kd(jnp.zeros((2, 3)), jnp.zeros((2, 3)), temperatures=(1., 4.)).shape
       (2, 2)
     """
     temps = _checks.check_temperatures(temperatures)
@@ -205,15 +205,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(log_p, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
-def masked_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Mean of ``values`` over the entries where ``mask`` is true (all entries when None).
+def masked_mean(values: jax.Array, where: jax.Array | None = None) -> jax.Array:
+    """Mean of ``values`` over the entries where ``where`` is true (all entries when None).
 
     Masked-out entries are *selected away* (``jnp.where``), not multiplied by 0, so a NaN or inf
     in a padded example cannot poison the mean. With an all-False mask the result is 0 (not NaN).
 
     Args:
       values: ``[...]`` per-example values.
-      mask: ``[...]`` bool (or numbers: nonzero means a real example), or None.
+      where: ``[...]`` bool (or numbers: nonzero means a real example), or None.
 
     Returns:
       float32 scalar.
@@ -224,10 +224,10 @@ def masked_mean(values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
       Array(2., dtype=float32)
     """
     values = _checks.as_float32(values)
-    if mask is None:
+    if where is None:
         return jnp.mean(values)
-    _checks.check_mask(mask, values.shape)
-    keep = mask.astype(bool)
+    _checks.check_mask(where, values.shape)
+    keep = where.astype(bool)
     total = jnp.sum(jnp.where(keep, values, 0.0))
     return total / jnp.maximum(jnp.sum(keep, dtype=jnp.float32), 1.0)
 

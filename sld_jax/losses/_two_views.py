@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks
-from sld_jax.losses.kernels import standardize_logits
+from sld_jax.losses.divergences import standardize_logits
 
 
 def prepare(
@@ -47,13 +47,6 @@ def prepare(
     if len(arrays) == 4:
         views.append((arrays[2], arrays[3]))
     return views, labels, mask
-
-
-def resolve_mask(mask: jax.Array | None, where: jax.Array | None) -> jax.Array | None:
-    """The objectives' per-example mask, given as ``where=`` (optax's name) or ``mask=``, not both."""
-    if mask is not None and where is not None:
-        raise TypeError("pass the per-example mask once, as where= (optax's name) or mask=, not both.")
-    return where if where is not None else mask
 
 
 def mask_rows(
