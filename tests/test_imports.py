@@ -13,7 +13,17 @@ import sys
 
 import pytest
 
-HEAVY = ("tensorflow", "torch", "flax", "optax", "orbax", "tensorflow_datasets", "tensorboardX", "chex", "scipy")
+HEAVY = (
+    "tensorflow",
+    "torch",
+    "flax",
+    "optax",
+    "orbax",
+    "tensorflow_datasets",
+    "tensorboardX",
+    "chex",
+    "scipy",
+)
 TRAINER_MODULES = ("sld_jax.cli", "sld_jax.train.loop", "sld_jax.train.suite", "sld_jax.bench.step")
 
 

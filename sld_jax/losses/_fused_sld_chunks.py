@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sld_jax.shard_types import varying_axes
+
 _F32 = jnp.float32
 _NEG_INF = -np.inf
 
@@ -116,15 +118,6 @@ def _stats_init(n, cfg):
     )
 
 
-def _varying_axes(x) -> set:
-    """The mesh axes over which ``x`` varies inside ``shard_map`` (empty outside)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)  # newer JAX
-    if manual is not None:
-        return set(manual.varying)
-    return set(getattr(aval, "vma", ()))
-
-
 def _vary_like(tree, *refs):
     """Marks ``tree``'s arrays as varying over the mesh axes ``refs`` vary over (inside ``shard_map``).
 
@@ -133,10 +126,10 @@ def _vary_like(tree, *refs):
     """
     axes = set()
     for ref in jax.tree.leaves(refs):
-        axes |= _varying_axes(ref)
+        axes |= varying_axes(ref)
 
     def cast(x):
-        missing = tuple(sorted(axes - _varying_axes(x)))
+        missing = tuple(sorted(axes - varying_axes(x)))
         return jax.lax.pcast(x, missing, to="varying") if missing else x
 
     return jax.tree.map(cast, tree)
@@ -432,7 +425,7 @@ def _per_token_bwd(cfg, residuals, cotangents):
 
 
 def _sum_to_type(cotangent, primal):
-    extra = tuple(sorted(_varying_axes(cotangent) - _varying_axes(primal)))
+    extra = tuple(sorted(varying_axes(cotangent) - varying_axes(primal)))
     return jax.lax.psum(cotangent, extra) if extra else cotangent
 
 

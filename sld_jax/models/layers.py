@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sld_jax.shard_types import varying_axes
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -103,15 +105,6 @@ def _kernel_grad_by_dots(x: Array, g: Array, kernel_hw: tuple[int, int], strides
     return jnp.stack(rows)
 
 
-def _varying_axes(x: Array) -> frozenset:
-    """The shard_map axes along which ``x`` varies (empty outside shard_map)."""
-    aval = jax.typeof(x)
-    if hasattr(aval, "vma"):
-        return frozenset(aval.vma)
-    manual = getattr(aval, "manual_axis_type", None)
-    return frozenset(getattr(manual, "varying", ()) or ())
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_fast_kernel_grad(
     x: Array, w: Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]
@@ -132,7 +125,7 @@ def _conv_fast_bwd(strides, padding, residuals, g):
         dw = _kernel_grad_by_dots(x, g, w.shape[:2], strides, padding).astype(w.dtype)
         # Inside shard_map a kernel replicated over an axis gets the sum of the per-device
         # gradients, as autodiff's transpose of the implicit broadcast would give it.
-        extra = tuple(sorted(_varying_axes(dw) - _varying_axes(w)))
+        extra = tuple(sorted(varying_axes(dw) - varying_axes(w)))
         return jax.lax.psum(dw, extra) if extra else dw
 
     def native(x, g):

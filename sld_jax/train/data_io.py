@@ -57,7 +57,7 @@ def open_datasets(config: ml_collections.ConfigDict, mesh: Mesh, *, train: bool 
     """
     name = config.dataset.name
     kwargs = dict(data_dir=config.dataset.data_dir, download=config.dataset.download)
-    if name == "imagenet2012":
+    if not sources.get_spec(name).in_memory:  # streamed from the host (ImageNet)
         return _open_imagenet(config, mesh)
     test = _limit(sources.load_in_memory(name, "test", **kwargs), config.dataset.limit_test)
     train_split = (

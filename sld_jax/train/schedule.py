@@ -20,8 +20,15 @@ from sld_jax.losses import student_swap_active
 __all__ = ["epoch_of_step", "lr_for_epoch", "lr_schedule", "steps_per_epoch", "student_swap_active"]
 
 
-def epoch_of_step(step: int, steps_in_epoch: int) -> int:
-    """The (1-based) epoch that step ``step`` (0-based) belongs to."""
+def epoch_of_step(step, steps_in_epoch: int):
+    """The (1-based) epoch that step ``step`` (0-based) belongs to: ``step // steps_in_epoch + 1``.
+
+    The one definition, for Python ints and for traced step counters alike (the step's epoch for
+    DKD's warm-up, the learning-rate schedule, the loop).
+
+    >>> epoch_of_step(0, 391), epoch_of_step(390, 391), epoch_of_step(391, 391)
+    (1, 1, 2)
+    """
     return step // steps_in_epoch + 1
 
 
@@ -51,7 +58,7 @@ def lr_schedule(
     stage_array = jnp.asarray(sorted(stages), jnp.int32)
 
     def schedule(count):
-        epoch = count // steps_in_epoch + 1
+        epoch = epoch_of_step(count, steps_in_epoch)
         passed = jnp.sum(epoch > stage_array)
         return base_lr * jnp.asarray(decay_rate, jnp.float32) ** passed
 

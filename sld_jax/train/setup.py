@@ -139,9 +139,10 @@ def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
     placement = config.get("data_placement", "auto")
     if placement not in DATA_PLACEMENTS:
         raise ConfigError(f"data_placement must be one of {DATA_PLACEMENTS}, got {placement!r}.")
-    if placement == "device" and config.dataset.name == "imagenet2012":
+    spec = sources.get_spec(config.dataset.name)
+    if placement == "device" and not spec.in_memory:
         raise ConfigError(
-            "data_placement='device' needs an in-memory dataset; imagenet2012 is streamed from the "
+            f"data_placement='device' needs an in-memory dataset; {spec.name} is streamed from the "
             "host: use --config.data_placement=host (or auto)."
         )
 

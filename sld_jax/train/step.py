@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from sld_jax.data import augment
 from sld_jax.memo import shared
-from sld_jax.train import methods
+from sld_jax.train import methods, schedule
 from sld_jax.train.mesh import DATA_AXIS
 from sld_jax.train.state import TrainState
 
@@ -145,7 +145,7 @@ def _update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng:
     """The student's forward and backward passes on prepared views, and the optimiser update."""
     views, teacher_logits, teacher_embeddings = prepared
     labels, mask = batch["label"], batch["mask"]
-    epoch = (state.step // cfg.steps_per_epoch + 1).astype(jnp.float32)
+    epoch = schedule.epoch_of_step(state.step, cfg.steps_per_epoch).astype(jnp.float32)
     count = jnp.sum(mask.astype(jnp.float32))
     total = jax.lax.psum(count, DATA_AXIS)
     share = count / jnp.maximum(total, 1.0)
