@@ -8,7 +8,7 @@
 measures the seed axis instead: images/s per seed of K seeds trained in one compiled program, for
 each way of computing the seed axis, and the ratio to K = 1 (1.0x: as fast as K separate runs).
 
-sld_jax side: one compiled ``sld_jax.train.step`` call (on-device weak+strong augmentation, teacher
+sld_jax side: one compiled ``sld_jax.train.dispatch`` call (on-device weak+strong augmentation, teacher
 inference on both views, two student train-mode passes, the SLD objective, the PyTorch-SGD update)
 on CIFAR-shaped random uint8 images, over all local devices. PyTorch side (when installed): a
 transcription of the reference step on the same shapes — teacher eval forward on both views under

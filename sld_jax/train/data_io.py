@@ -210,3 +210,21 @@ def train_feed(
             flat = [batch for row in rows for batch in row]
             yield _stacker(mesh, s, len(seeds))(flat), n
             rows = []
+
+
+def gather_batch(split: dict, ids: jax.Array) -> dict[str, jax.Array]:
+    """A batch of a device-resident split: ``ids`` int32 ``[..., b]`` (-1: padding) -> batch dict.
+
+    Args:
+      split: ``image`` uint8 ``[N, H, W, 3]`` and ``label`` int32 ``[N]``.
+      ids: example indices into the split, -1 for padded rows.
+
+    Returns:
+      ``image`` uint8 ``[..., b, H, W, 3]`` (zeros in padded rows), ``label`` int32 (0 there),
+      ``mask`` bool, ``index`` int32 — exactly what the host pipeline delivers for the same ids.
+    """
+    valid = ids >= 0
+    safe = jnp.where(valid, ids, 0)
+    image = jnp.where(valid[..., None, None, None], split["image"][safe], jnp.zeros((), jnp.uint8))
+    label = jnp.where(valid, split["label"][safe], 0).astype(jnp.int32)
+    return {"image": image, "label": label, "mask": valid, "index": ids.astype(jnp.int32)}

@@ -376,7 +376,7 @@ def evaluate_variables(eval_step, variables, data) -> dict[str, list[float]]:
     """Top-1, top-5, mean CE and count of each seed over the full (padded, masked) test split.
 
     Args:
-      eval_step: the compiled eval step of K seeds (:func:`sld_jax.train.step.compile_seeds_eval_step`).
+      eval_step: the compiled eval step of K seeds (:func:`sld_jax.train.dispatch.compile_seeds_eval_step`).
       variables: the seeds' replicated ``{"params", "batch_stats"}`` (a leading axis K).
       data: the run's datasets (:class:`~sld_jax.train.data_io.RunData`).
 

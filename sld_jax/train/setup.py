@@ -26,8 +26,10 @@ from sld_jax.errors import ConfigError
 from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, schedule, seeds, validation
 from sld_jax.train.data_io import RunData, open_datasets, train_feed, upload_split
+from sld_jax.train.dispatch import compile_dispatch, compile_seeds_eval_step
+from sld_jax.train.seed_axis import SEED_AXIS_MODES
 from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
-from sld_jax.train.step import SEED_AXIS_MODES, StepConfig, compile_dispatch, compile_seeds_eval_step
+from sld_jax.train.step import StepConfig
 from sld_jax.train.teacher import load_teacher, variables_fingerprint
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
@@ -221,7 +223,7 @@ class Run:
 
     def dispatch(self, *, student_swap: bool):
         """The compiled ``(states, teacher_variables, feed, split, rngs, active) -> (states, metrics)``
-        (:func:`sld_jax.train.step.dispatch_steps`) for one value of the γ gate, built once."""
+        (:func:`sld_jax.train.dispatch.dispatch_steps`) for one value of the γ gate, built once."""
         if student_swap not in self._compiled:
             fn = compile_dispatch(
                 self.step_config(student_swap=student_swap),
@@ -409,7 +411,7 @@ def optimizer(
 
     Equal settings return the same objects, so two builds of one config give equal
     :class:`~sld_jax.train.step.StepConfig` values and share one traced and compiled step in a
-    process (:func:`~sld_jax.train.step.compile_dispatch`): a resumed or repeated run in the same
+    process (:func:`~sld_jax.train.dispatch.compile_dispatch`): a resumed or repeated run in the same
     process compiles nothing again.
 
     >>> optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4) is optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4)

@@ -1,18 +1,17 @@
-"""The train and eval steps: pure per-device functions and their ``shard_map`` wrappers.
+"""One optimiser step and one evaluation step of one seed on one device's batch: pure functions.
 
-:func:`train_step` is one optimiser step of one seed. The trainer calls :func:`dispatch_steps`:
-S such steps (a ``lax.scan`` when S > 1) of K seeds (:func:`seeds_train_step`, the seeds
-``vmap``ped, unrolled or ``lax.map``ped: :func:`map_seeds`), on batches stacked on the host or
-gathered on the device from a resident split (:func:`gather_batch`).
+:func:`train_step` is ``(state, teacher_variables, batch, rng) -> (state, metrics)``, called inside
+``shard_map`` (every device sees its slice of the global batch). All hyper-parameters that change
+the computation are fields of the frozen, hashable :class:`StepConfig`, so the loop holds one
+compiled function per static variant (two for γ-gated methods: the gate switches ``student_swap``).
+The loss of each device is weighted by its share of the real (unpadded) examples and the gradients
+are summed over the ``data`` axis, so the update equals the single-device update on the whole batch
+(with per-device BatchNorm statistics unless the model syncs them). The gradient sum over devices
+comes from shard_map's varying-axis typing (``check_vma``): the replicated parameters' cotangent is
+summed over ``data`` by the transpose of their implicit broadcast, not by an explicit ``psum``.
 
-A step is a pure function ``(state, teacher_variables, batch, rng) -> (state, metrics)``; all
-hyper-parameters that change the computation are fields of the frozen, hashable
-:class:`StepConfig`, so the loop holds one compiled function per static variant (two for SLD: the
-γ gate switches ``student_swap``). Inside ``shard_map`` every device sees its slice of the global
-batch; the loss of each device is weighted by its share of the real (unpadded) examples and the
-gradients are summed over the ``data`` axis, so the update equals the single-device update on the
-whole batch (with per-device BatchNorm statistics unless the model syncs them). The gradient sum
-over devices comes from shard_map's varying-axis typing (``check_vma``), not an explicit psum.
+Around it: :mod:`sld_jax.train.seed_axis` (K seeds), :mod:`sld_jax.train.dispatch` (S steps per
+call, the ``shard_map``/``jit`` wrappers).
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from sld_jax.data import augment
-from sld_jax.memo import shared
 from sld_jax.train import methods, schedule
 from sld_jax.train.mesh import DATA_AXIS
 from sld_jax.train.state import TrainState
@@ -95,13 +91,13 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _prepare(cfg: StepConfig, teacher_variables: Any, batch: dict, step_rng: jax.Array):
+def prepare(cfg: StepConfig, teacher_variables: Any, batch: dict, step_rng: jax.Array):
     """The views of a batch and the teacher's (stop-gradient) logits and features on them."""
-    return _prepare_seeds(cfg, teacher_variables, [batch], [step_rng])[0]
+    return prepare_seeds(cfg, teacher_variables, [batch], [step_rng])[0]
 
 
-def _prepare_seeds(cfg: StepConfig, teacher_variables: Any, batches: list, step_rngs: list) -> list:
-    """:func:`_prepare` of several seeds' batches, with one teacher call on all their views."""
+def prepare_seeds(cfg: StepConfig, teacher_variables: Any, batches: list, step_rngs: list) -> list:
+    """:func:`prepare` of several seeds' batches, with one teacher call on all their views."""
     views = [_views(cfg, batch, rng) for batch, rng in zip(batches, step_rngs)]
     if cfg.teacher is None:
         return [(v, None, ()) for v in views]
@@ -137,11 +133,11 @@ def train_step(
       ``metrics["count"]``), plus ``lr`` and ``finite`` (1.0 when the step was applied).
     """
     step_rng = jax.random.fold_in(rng, state.step)
-    prepared = _prepare(cfg, teacher_variables, batch, step_rng)
-    return _update(cfg, state, prepared, batch, step_rng)
+    prepared = prepare(cfg, teacher_variables, batch, step_rng)
+    return update(cfg, state, prepared, batch, step_rng)
 
 
-def _update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: jax.Array):
+def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: jax.Array):
     """The student's forward and backward passes on prepared views, and the optimiser update."""
     views, teacher_logits, teacher_embeddings = prepared
     labels, mask = batch["label"], batch["mask"]
@@ -234,232 +230,3 @@ def eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std) -> di
         "count": jnp.sum(mask.astype(jnp.float32)),
     }
     return jax.lax.psum(sums, DATA_AXIS)
-
-
-SEED_AXIS_MODES = ("vmap", "unroll", "map")
-
-
-def map_seeds(fn, mode: str, in_axes: tuple, *args):
-    """``fn`` applied to each seed's slice of ``args`` (leading axis K), outputs stacked on axis 0.
-
-    Args:
-      fn: a function of one seed's arguments.
-      mode: ``"vmap"`` (one batched program), ``"unroll"`` (K copies of ``fn`` in one program:
-        on XLA:CPU a vmapped convolution weight becomes a slow grouped convolution) or ``"map"``
-        (``lax.map``: one copy of ``fn`` run K times in a loop; compiles as fast as one seed).
-      in_axes: per argument, 0 (mapped over seeds) or None (shared by every seed).
-      args: the arguments; mapped ones have a leading seed axis of the same size K.
-
-    Returns:
-      ``fn``'s outputs with a leading seed axis K.
-    """
-    if mode == "vmap":
-        return jax.vmap(fn, in_axes=in_axes)(*args)
-    if mode == "map":
-        mapped = tuple(a for a, ax in zip(args, in_axes) if ax is not None)
-
-        def one_seed(slices):
-            it = iter(slices)
-            return fn(*[a if ax is None else next(it) for a, ax in zip(args, in_axes)])
-
-        return jax.lax.map(one_seed, mapped)
-    if mode != "unroll":
-        raise ValueError(f"seed_axis must be one of {SEED_AXIS_MODES}, got {mode!r}.")
-    mapped = [a for a, ax in zip(args, in_axes) if ax is not None]
-    num = jax.tree.leaves(mapped)[0].shape[0]
-    per_arg = [[a] * num if ax is None else _unstack(a, num) for a, ax in zip(args, in_axes)]
-    return _stack([fn(*one) for one in zip(*per_arg)])
-
-
-def _unstack(tree, num: int) -> list:
-    """A tree with a leading seed axis of size ``num`` -> one tree per seed."""
-    return [jax.tree.map(lambda x, k=k: x[k], tree) for k in range(num)]
-
-
-def _stack(trees: list):
-    """One tree per seed -> a tree with a leading seed axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def seeds_train_step(
-    states: TrainState,
-    teacher_variables: Any,
-    batch: dict,
-    rngs: jax.Array,
-    *,
-    cfg: StepConfig,
-    seed_axis: str = "unroll",
-    shares_data: bool = False,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimiser step of every seed (call inside shard_map): :func:`train_step` per seed.
-
-    Args:
-      states: the TrainState of K seeds (a leading axis K on every leaf).
-      teacher_variables: the shared frozen teacher's variables (or None).
-      batch: device-local dict as in :func:`train_step` with a leading seed axis ``[K, b, ...]``, or
-        ``[b, ...]`` when ``shares_data``.
-      rngs: ``[K, 2]`` the seeds' base keys.
-      cfg: the static :class:`StepConfig`.
-      seed_axis: ``"vmap"``, ``"unroll"`` or ``"map"`` (:func:`map_seeds`).
-      shares_data: every seed sees the same batch and views (those of the first seed's key): the
-        views and the teacher's forward pass are computed once; dropout keys stay per seed.
-
-    Returns:
-      ``(new_states, metrics)`` with a leading axis K on every leaf.
-    """
-    if shares_data:
-        step_rng = jax.random.fold_in(rngs[0], states.step[0])
-        prepared = _prepare(cfg, teacher_variables, batch, step_rng)
-
-        def shared(state, rng):
-            return _update(cfg, state, prepared, batch, jax.random.fold_in(rng, state.step))
-
-        return map_seeds(shared, seed_axis, (0, 0), states, rngs)
-
-    if seed_axis == "unroll" and cfg.teacher is not None:
-        # One teacher call on every seed's views (a K-times larger batch), then each seed's update.
-        num = rngs.shape[0]
-        seed_states, seed_batches = _unstack(states, num), _unstack(batch, num)
-        step_rngs = [jax.random.fold_in(rngs[k], seed_states[k].step) for k in range(num)]
-        prepared = _prepare_seeds(cfg, teacher_variables, seed_batches, step_rngs)
-        return _stack([_update(cfg, *args) for args in zip(seed_states, prepared, seed_batches, step_rngs)])
-
-    def own(state, seed_batch, rng):
-        return train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)
-
-    return map_seeds(own, seed_axis, (0, 0, 0), states, batch, rngs)
-
-
-def gather_batch(split: dict, ids: jax.Array) -> dict[str, jax.Array]:
-    """A batch of a device-resident split: ``ids`` int32 ``[..., b]`` (-1: padding) -> batch dict.
-
-    Args:
-      split: ``image`` uint8 ``[N, H, W, 3]`` and ``label`` int32 ``[N]``.
-      ids: example indices into the split, -1 for padded rows.
-
-    Returns:
-      ``image`` uint8 ``[..., b, H, W, 3]`` (zeros in padded rows), ``label`` int32 (0 there),
-      ``mask`` bool, ``index`` int32 — exactly what the host pipeline delivers for the same ids.
-    """
-    valid = ids >= 0
-    safe = jnp.where(valid, ids, 0)
-    image = jnp.where(valid[..., None, None, None], split["image"][safe], jnp.zeros((), jnp.uint8))
-    label = jnp.where(valid, split["label"][safe], 0).astype(jnp.int32)
-    return {"image": image, "label": label, "mask": valid, "index": ids.astype(jnp.int32)}
-
-
-def dispatch_steps(
-    states: TrainState,
-    teacher_variables: Any,
-    feed: dict,
-    split: dict,
-    rngs: jax.Array,
-    active: jax.Array,
-    *,
-    cfg: StepConfig,
-    seed_axis: str = "unroll",
-    shares_data: bool = False,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """S optimiser steps of every seed in one call (inside shard_map): a ``lax.scan`` over a feed.
-
-    Args:
-      states: the seeds' TrainState (leading axis K).
-      teacher_variables: the shared teacher's variables (or None).
-      feed: a stack of S device-local batches with a data-seed axis ``Kd`` (K, or 1 when
-        ``shares_data``): batch dicts ``[S, Kd, b, ...]``, or ``{"ids": int32 [S, Kd, b]}`` to
-        gather from ``split``.
-      split: the device-resident train split (:func:`gather_batch`), or ``{}``.
-      rngs: ``[K, 2]`` the seeds' base keys.
-      active: bool ``[S]``: step s runs when True; an inactive step leaves the states unchanged
-        (a short last stack of an epoch or a run reuses the compiled call).
-      cfg, seed_axis, shares_data: as in :func:`seeds_train_step`.
-
-    Returns:
-      ``(new_states, metrics)``: metrics ``[S, K]`` per step and seed (zeros, and ``finite`` 1,
-      for inactive steps).
-    """
-
-    def one_step(states, x):
-        batch = gather_batch(split, x["ids"]) if "ids" in x else x
-        if shares_data:
-            batch = jax.tree.map(lambda v: v[0], batch)
-        return seeds_train_step(
-            states, teacher_variables, batch, rngs, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data
-        )
-
-    if active.shape[0] == 1:  # one step per call: no scan
-        states, metrics = one_step(states, jax.tree.map(lambda v: v[0], feed))
-        return states, jax.tree.map(lambda v: v[None], metrics)
-
-    first = jax.tree.map(lambda v: v[0], feed)
-    shapes = jax.eval_shape(one_step, states, first)[1]
-
-    def skipped(states, x):
-        del x
-        metrics = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
-        metrics["finite"] = jnp.ones_like(metrics["finite"])
-        return states, metrics
-
-    def body(states, xs):
-        x, on = xs
-        return jax.lax.cond(on, one_step, skipped, states, x)
-
-    return jax.lax.scan(body, states, (feed, active))
-
-
-def seeds_eval_step(variables: Any, batch: dict, *, model: nn.Module, mean, std, seed_axis: str = "unroll"):
-    """:func:`eval_step` of K seeds' variables (leading axis K) on one shared batch: sums ``[K]``."""
-    return map_seeds(
-        lambda v: eval_step(v, batch, model=model, mean=mean, std=std), seed_axis, (0,), variables
-    )
-
-
-@shared
-def _sharded_dispatch(cfg: StepConfig, mesh: Mesh, seed_axis: str, shares_data: bool):
-    return jax.shard_map(
-        functools.partial(dispatch_steps, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data),
-        mesh=mesh,
-        in_specs=(P(), P(), P(None, None, DATA_AXIS), P(), P(), P()),
-        out_specs=(P(), P()),
-    )
-
-
-@shared
-def _sharded_seeds_eval(model: nn.Module, mesh: Mesh, mean: tuple, std: tuple, seed_axis: str):
-    return jax.shard_map(
-        functools.partial(seeds_eval_step, model=model, mean=mean, std=std, seed_axis=seed_axis),
-        mesh=mesh,
-        in_specs=(P(), P(DATA_AXIS)),
-        out_specs=P(),
-    )
-
-
-def compile_dispatch(cfg: StepConfig, mesh: Mesh, *, seed_axis: str = "unroll", shares_data: bool = False):
-    """``jit(shard_map(dispatch_steps))``: states, teacher, split and keys replicated; the feed's
-    batch axis (axis 2) split over ``data``. The states argument is donated.
-
-    Equal arguments share one traced and compiled program in a process (a resumed or repeated run
-    compiles nothing again); each call returns a fresh ``jax.jit`` wrapper, but wrappers of one
-    program share its executables and their ``_cache_size()`` (a run counts its own compilations:
-    :meth:`sld_jax.train.setup.Run.compiled_variants`)."""
-    return jax.jit(_sharded_dispatch(cfg, mesh, seed_axis, shares_data), donate_argnums=(0,))
-
-
-def compile_seeds_eval_step(model: nn.Module, mesh: Mesh, mean, std, *, seed_axis: str = "unroll"):
-    """``jit(shard_map(seeds_eval_step))``: seeds' variables replicated, the batch split over ``data``
-    (shared between equal arguments as :func:`compile_dispatch`)."""
-    return jax.jit(_sharded_seeds_eval(model, mesh, tuple(mean), tuple(std), seed_axis))
-
-
-def compile_train_step(cfg: StepConfig, mesh: Mesh):
-    """``jit(shard_map(train_step))``: state and teacher replicated, batch split over ``data``.
-
-    The state argument is donated (its buffers are reused for the new state).
-    """
-    fn = jax.shard_map(
-        functools.partial(train_step, cfg=cfg),
-        mesh=mesh,
-        in_specs=(P(), P(), P(DATA_AXIS), P()),
-        out_specs=(P(), P()),
-    )
-    return jax.jit(fn, donate_argnums=(0,))

@@ -47,9 +47,9 @@ from sld_jax.data import pipeline, sources
 from sld_jax.errors import ConfigError
 from sld_jax.train import loop, setup
 from sld_jax.train import metrics as metrics_lib
+from sld_jax.train.dispatch import compile_train_step
 from sld_jax.train.mesh import mesh_for
 from sld_jax.train.state import create_train_state
-from sld_jax.train.step import compile_train_step
 
 SPE = 8  # train_tiny_config.STEPS_PER_EPOCH
 EPOCHS = 4  # the session's tiny run
