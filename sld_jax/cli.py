@@ -124,6 +124,34 @@ def _config_key_error(argv: list[str], config) -> str | None:
     return None
 
 
+def _define_flags(fv) -> None:
+    """The flags of ``sld-train`` and ``sld-eval`` besides ``--config`` (one parser for both)."""
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)", flag_values=fv)
+    flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint", flag_values=fv)
+    flags.DEFINE_bool(
+        "distributed", False, "call jax.distributed.initialize() (pods/clusters)", flag_values=fv
+    )
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process)", flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
+
+
+def _parse_flags(argv: list[str]):
+    """``argv`` (program name first) parsed by :func:`_define_flags`'s flags; a bad flag is a
+    :class:`ConfigError`."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    _define_flags(fv)
+    try:
+        fv(argv)
+    except flags.Error as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    return fv
+
+
 def _load_config(argv: list[str]):
     """Parses ``--config PATH`` and ``--config.x=y`` overrides with ml_collections' config_flags."""
     from absl import flags
@@ -156,16 +184,7 @@ def _load_config(argv: list[str]):
         config_flags.DEFINE_config_file(
             "config", config_path, flag_values=fv, lock_config=True, sys_argv=rest
         )
-        flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs, summary)", flag_values=fv)
-        flags.DEFINE_string("which", "best", "sld-eval: 'best' or 'last' checkpoint", flag_values=fv)
-        flags.DEFINE_bool(
-            "distributed", False, "call jax.distributed.initialize() (pods/clusters)", flag_values=fv
-        )
-        flags.DEFINE_string(
-            "coordinator_address", None, "host:port of process 0 (multi-process)", flag_values=fv
-        )
-        flags.DEFINE_integer("num_processes", None, "number of processes (multi-process)", flag_values=fv)
-        flags.DEFINE_integer("process_id", None, "this process's id (multi-process)", flag_values=fv)
+        _define_flags(fv)
         fv(rest)
     except SyntaxError as e:
         raise ConfigError(
@@ -241,14 +260,6 @@ def _drop_orbax_leftovers(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def _validated(config):
-    """The run config after every check that needs no data (ranges, names, devices)."""
-    from sld_jax.train import setup
-
-    setup.validate(config)
-    return config
-
-
 def _process_index() -> int:
     import jax
 
@@ -279,7 +290,7 @@ def train_main(argv: list[str] | None = None) -> int:
         return 0
     from sld_jax.train import loop
 
-    result = loop.run(_validated(config), workdir)
+    result = loop.run(config, workdir)  # validates the config before anything is created
     if result["preempted"]:
         if _process_index() == 0:
             print(
@@ -308,20 +319,15 @@ def train_main(argv: list[str] | None = None) -> int:
 @one_line_user_errors
 def eval_main(argv: list[str] | None = None) -> int:
     """``sld-eval --workdir DIR [--which best|last]``: evaluates a saved run on its test split."""
-    argv = [sys.argv[0]] + list(sys.argv[1:] if argv is None else argv)
-    workdir = None
-    for i, a in enumerate(argv):
-        if a.startswith("--workdir="):
-            workdir = a.split("=", 1)[1]
-        elif a == "--workdir" and i + 1 < len(argv):
-            workdir = argv[i + 1]
+    fv = _parse_flags([sys.argv[0]] + list(sys.argv[1:] if argv is None else argv))
+    workdir, which = fv.workdir, fv.which
     import ml_collections
 
     from sld_jax.train import workdir as workdir_lib
 
     saved = (
         workdir_lib.read_config(
-            workdir or ".",
+            workdir,
             fix="restore it, or rerun its sld-train command with --config.resume_policy=override (which rewrites it).",
         )
         if workdir
@@ -332,19 +338,13 @@ def eval_main(argv: list[str] | None = None) -> int:
             f"--workdir must name an sld-train run directory with a config.json (got {workdir!r})."
         )
     config = ml_collections.ConfigDict(saved)
-    which = "best"
-    for i, a in enumerate(argv):
-        if a.startswith("--which="):
-            which = a.split("=", 1)[1]
-        elif a == "--which" and i + 1 < len(argv):
-            which = argv[i + 1]
     from sld_jax.train import loop
     from sld_jax.train.validation import check_which
 
     check_which(which)
     logging.basicConfig(level=logging.INFO)
     _quiet_libraries()
-    result = loop.evaluate(_validated(config), workdir, which=which)
+    result = loop.evaluate(config, workdir, which=which)
     print(json.dumps(result))
     return 0
 

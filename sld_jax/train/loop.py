@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -90,13 +90,37 @@ def _sum_trees(a, b):
     return b if a is None else jax.tree.map(jnp.add, a, b)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+class RunResult(TypedDict):
+    """What :func:`run` returns (a dict with these keys).
+
+    Attributes:
+      seeds: per seed ``{"seed", "history", "best", "last"}`` (:func:`sld_jax.train.seeds.per_seed`).
+      summary: best and last test top-1 over seeds (:func:`sld_jax.train.seeds.summary`).
+      history, best, last: the first seed's per-epoch records, best and last record.
+      preempted: stopped by SIGTERM or a first Ctrl-C after saving (``stopped_by`` says which).
+      stopped_by: ``"SIGTERM"``, ``"Ctrl-C"`` or None.
+      workdir: the run directory (absolute).
+      state: the final train state (K seeds).
+      compiled_variants: :meth:`sld_jax.train.setup.Run.compiled_variants`.
+    """
+
+    seeds: list[dict]
+    summary: dict[str, dict]
+    history: list[dict]
+    best: dict | None
+    last: dict | None
+    preempted: bool
+    stopped_by: str | None
+    workdir: str
+    state: Any
+    compiled_variants: dict[bool, int]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     """Trains (or resumes) the run described by ``config`` in ``workdir``.
 
     Returns:
-      dict with ``history`` (per-epoch records), ``best`` and ``last`` records, ``preempted``
-      (True when stopped by SIGTERM or a first Ctrl-C after saving; ``stopped_by`` names which),
-      and ``workdir``.
+      The :class:`RunResult`.
 
     Raises:
       ValueError: bad config, teacher mismatch, bad data — before any training step.
@@ -113,7 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         return _run_locked(config, workdir)
 
 
-def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     t_start = time.perf_counter()
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     mesh = mesh_for(config)
@@ -284,18 +308,18 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> dict[str, An
         checkpointer.close()
     if complete and jax.process_index() == 0:
         workdir_lib.mark_finished(workdir, step=step, best_step=best_step, teacher=built.teacher_fingerprint)
-    return {
-        "history": results[0]["history"],
-        "best": results[0]["best"],
-        "last": results[0]["last"],
-        "seeds": results,
-        "summary": seeds_lib.summary(results),
-        "preempted": preempted,
-        "stopped_by": preemption.signal_name if preempted else None,
-        "workdir": workdir,
-        "state": state,
-        "compiled_variants": built.compiled_variants(),
-    }
+    return RunResult(
+        history=results[0]["history"],
+        best=results[0]["best"],
+        last=results[0]["last"],
+        seeds=results,
+        summary=seeds_lib.summary(results),
+        preempted=preempted,
+        stopped_by=preemption.signal_name if preempted else None,
+        workdir=workdir,
+        state=state,
+        compiled_variants=built.compiled_variants(),
+    )
 
 
 def _write_epoch(writer, step: int, records: list[dict], run_seeds: list[int]) -> None:
