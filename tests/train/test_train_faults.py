@@ -497,13 +497,14 @@ def test_user_errors_are_one_line_with_exit_status_2(digits_data_dir, tmp_path, 
         assert cli.eval_main(["--workdir", str(torn)]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err
+    with pytest.raises(ConfigError):  # --verbose: the traceback is back
+        cli.train_main(base + ["--config.eval_batch_size=0", "--verbose"])
+    monkeypatch.setenv(cli.VERBOSE_ENV, "")
     # Ctrl-C outside training (or a second one during it): one line and the shell's status 130.
     monkeypatch.setattr(loop, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     assert cli.train_main(base) == cli.INTERRUPTED_EXIT == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "rerun the same command to resume" in err and err.count("\n") == 1
-    with pytest.raises(ConfigError):  # --verbose: the traceback is back
-        cli.train_main(base + ["--config.eval_batch_size=0", "--verbose"])
     # An internal bug is not a user error: it keeps its traceback.
     assert cli._user_error_message(KeyError("x")) is None
     data_loss = type("DataLossError", (Exception,), {})("corrupted record at 12\nmore")
