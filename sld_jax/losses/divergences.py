@@ -173,6 +173,9 @@ def multi_temperature_kd(
 
     Examples:
       >>> import jax.numpy as jnp
+      >>> s, t = jnp.array([[0., 1., 2.]]), jnp.array([[2., 1., 0.]])
+      >>> [round(float(v), 4) for v in multi_temperature_kd(s, t, temperatures=(1., 4.))[0]]  # KL x T^2
+      [1.1504, 1.3196]
       >>> multi_temperature_kd(jnp.zeros((2, 3)), jnp.zeros((2, 3)), temperatures=(1., 4.)).shape
       (2, 2)
     """

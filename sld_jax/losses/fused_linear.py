@@ -148,8 +148,8 @@ def fused_linear_sld_loss(
       >>> ht, wt = jax.random.normal(k[2], (6, 8)), jax.random.normal(k[3], (8, 10))
       >>> y = jnp.array([0, 1, 2, 3, 4, 5])
       >>> loss, metrics = fused_linear_sld_loss(hs, ws, ht, wt, y, student_swap=True, token_chunk=4)
-      >>> int(metrics["valid_tokens"]), loss.shape
-      (6, ())
+      >>> int(metrics["valid_tokens"]), round(float(loss), 2)
+      (6, 44.09)
 
     References:
       Limantoro et al., "Swapped Logit Distillation", 2025 (arXiv:2504.20108); the blockwise

@@ -163,8 +163,9 @@ def sld_loss(
     Examples:
       >>> import jax.numpy as jnp
       >>> s = jnp.array([[2., 0., 0.]]); t = jnp.array([[0., 3., 0.]])
-      >>> sld_loss(s, t, jnp.array([0]), student_swap=False).shape
-      (1,)
+      >>> y = jnp.array([1])  # the teacher is right, the student is not
+      >>> sld_loss(s, t, y, student_swap=False).round(4), sld_loss(s, t, y, student_swap=True).round(4)
+      (Array([13.1795], dtype=float32), Array([21.6665], dtype=float32))
 
     References:
       Limantoro et al., "Swapped Logit Distillation", 2025 (arXiv:2504.20108).
