@@ -282,10 +282,28 @@ def cifar_config(method: str, teacher: str | None, student: str) -> ml_collectio
     return c
 
 
+# The reference's ImageNet loss weights, (ce_weight, kd_weight) per (method, teacher, student)
+# (Swapped-Logit-Distillation configs/imagenet/<pair>/<method>.yaml: SOLVER/SLD/KD CE and KD weights).
+IMAGENET_LOSS_WEIGHTS = {
+    ("sld", "imagenet_resnet34", "imagenet_resnet18"): (0.5, 0.5),
+    ("sld", "imagenet_resnet50", "imagenet_mobilenet_v1"): (1.0, 0.5),
+    ("kd", "imagenet_resnet34", "imagenet_resnet18"): (0.5, 0.5),
+    ("kd", "imagenet_resnet50", "imagenet_mobilenet_v1"): (0.5, 0.5),
+}
+# The reference's ImageNet KD: Hinton's KD at T = 1, no swap (its kd.yaml).
+IMAGENET_KD_TEMPERATURE = 1.0
+
+
 def imagenet_config(
     method: str, teacher: str | None, student: str, *, gamma: int = 30
 ) -> ml_collections.ConfigDict:
-    """An ImageNet config: batch 512, LR 0.2, wd 1e-4, 100 epochs, stages 30/60/90."""
+    """An ImageNet config: batch 512, LR 0.2, wd 1e-4, 100 epochs, stages 30/60/90, and the
+    reference's loss weights of the method and pair (:data:`IMAGENET_LOSS_WEIGHTS`; vanilla: CE 1).
+
+    >>> c = imagenet_config("kd", "imagenet_resnet34", "imagenet_resnet18")
+    >>> c.loss.ce_weight, c.loss.kd_weight, c.loss.kd_temperature, c.loss.teacher_transform
+    (0.5, 0.5, 1.0, 'none')
+    """
     c = base_config()
     c.dataset.name = "imagenet2012"
     c.dataset.download = False
@@ -304,6 +322,13 @@ def imagenet_config(
     c.loss.gamma = gamma
     c.checkpoint_every_epochs = 1
     c.log_every_steps = 200
+    if method == "vanilla":
+        c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
+    elif (method, teacher, student) in IMAGENET_LOSS_WEIGHTS:
+        c.loss.ce_weight, c.loss.kd_weight = IMAGENET_LOSS_WEIGHTS[(method, teacher, student)]
+    if method == "kd":
+        c.loss.teacher_transform = "none"
+        c.loss.kd_temperature = IMAGENET_KD_TEMPERATURE
     return c
 
 

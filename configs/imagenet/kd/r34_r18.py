@@ -23,10 +23,6 @@ from sld_jax import configs_lib
 
 
 def get_config(arg=None):
-    c = configs_lib.imagenet_config("kd", "imagenet_resnet34", "imagenet_resnet18", gamma=30)
-    # CE / KD weights and T of the reference's ImageNet KD config for this pair (r34_r18/kd.yaml).
-    c.loss.ce_weight = 0.5
-    c.loss.kd_weight = 0.5
-    c.loss.teacher_transform = "none"
-    c.loss.kd_temperature = 1.0
-    return configs_lib.finish(c, arg)
+    return configs_lib.finish(
+        configs_lib.imagenet_config("kd", "imagenet_resnet34", "imagenet_resnet18", gamma=30), arg
+    )

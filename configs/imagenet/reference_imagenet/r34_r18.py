@@ -22,7 +22,6 @@ from sld_jax import configs_lib
 
 
 def get_config(arg=None):
-    c = configs_lib.imagenet_config("sld", "imagenet_resnet34", "imagenet_resnet18", gamma=150)
-    c.loss.ce_weight = 0.5
-    c.loss.kd_weight = 0.5
-    return configs_lib.finish(c, arg)
+    return configs_lib.finish(
+        configs_lib.imagenet_config("sld", "imagenet_resnet34", "imagenet_resnet18", gamma=150), arg
+    )

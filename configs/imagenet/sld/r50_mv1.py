@@ -32,8 +32,6 @@ from sld_jax import configs_lib
 
 
 def get_config(arg=None):
-    c = configs_lib.imagenet_config("sld", "imagenet_resnet50", "imagenet_mobilenet_v1", gamma=30)
-    # CE / KD weights of the reference's ImageNet config for this pair.
-    c.loss.ce_weight = 1.0
-    c.loss.kd_weight = 0.5
-    return configs_lib.finish(c, arg)
+    return configs_lib.finish(
+        configs_lib.imagenet_config("sld", "imagenet_resnet50", "imagenet_mobilenet_v1", gamma=30), arg
+    )

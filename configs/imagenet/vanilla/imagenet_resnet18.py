@@ -18,6 +18,4 @@ from sld_jax import configs_lib
 
 
 def get_config(arg=None):
-    c = configs_lib.imagenet_config("vanilla", None, "imagenet_resnet18")
-    c.loss.ce_weight, c.loss.kd_weight = 1.0, 0.0
-    return configs_lib.finish(c, arg)
+    return configs_lib.finish(configs_lib.imagenet_config("vanilla", None, "imagenet_resnet18"), arg)
