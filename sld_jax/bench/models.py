@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sld_jax.models import MODEL_INFO, MODELS
-    from sld_jax.models.torch_twins import CIFAR_RESNETS, torch_available
+    from sld_jax.models.twin_specs import CIFAR_RESNETS, torch_available
 
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS]

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     dtypes = args.dtypes.split(",")
     swaps = {"on": [True], "off": [False], "both": [False, True]}[args.student_swap]
-    from sld_jax.models.torch_twins import torch_available
+    from sld_jax.models.twin_specs import torch_available
 
     use_torch = not args.no_torch and torch_available()
     torch_device = args.torch_device
