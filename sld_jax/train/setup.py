@@ -27,12 +27,11 @@ from sld_jax.train import mesh as mesh_lib
 from sld_jax.train import methods, schedule, seeds, validation
 from sld_jax.train.data_io import RunData, open_datasets, train_feed, upload_split
 from sld_jax.train.dispatch import compile_dispatch, compile_seeds_eval_step
-from sld_jax.train.seed_axis import SEED_AXIS_MODES
 from sld_jax.train.state import TrainState, create_train_state, pytorch_sgd
 from sld_jax.train.step import StepConfig
 from sld_jax.train.teacher import load_teacher, variables_fingerprint
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16, "float64": jnp.float64}
+_DTYPES = {name: getattr(jnp, name) for name in validation.COMPUTE_DTYPES}
 
 # How the seed axis is computed on each backend when ``seed_axis = "auto"``, and how many optimiser
 # steps one compiled call runs when ``steps_per_dispatch`` is None, from
@@ -46,7 +45,6 @@ AUTO_SEED_AXIS = {"cpu": "unroll"}
 DEFAULT_SEED_AXIS = "vmap"
 AUTO_STEPS_PER_DISPATCH = {"cpu": 1}
 DEFAULT_STEPS_PER_DISPATCH = 1
-DATA_PLACEMENTS = ("auto", "device", "host")
 # "auto" keeps an in-memory train split on the devices up to this size (each device holds a copy).
 RESIDENT_SPLIT_MAX_BYTES = 2 * 1024**3
 
@@ -93,7 +91,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    validation.check_ranges(config)
+    validation.check_fields(config)  # ranges and choices of every field
     _check_batch_fits_dataset(config)
     method = methods.get_method(config.method)  # unknown method -> error with suggestion
     models.check_name(config.model)
@@ -104,8 +102,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
                 f"method {config.method!r} needs a teacher: set --config.teacher.checkpoint to a "
                 "vanilla run's workdir or an sld-import-teacher output directory."
             )
-    if config.on_nonfinite not in ("stop", "skip"):
-        raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {config.on_nonfinite!r}.")
     compute_dtype(config.compute_dtype)
     n = mesh_lib.num_devices(config)
     if config.batch_size % n:
@@ -133,16 +129,10 @@ def _check_batch_fits_dataset(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
-    """The seed axis's choices (``num_seeds`` and ``steps_per_dispatch`` are ranges:
-    :mod:`sld_jax.train.validation`)."""
-    mode = config.get("seed_axis", "auto")
-    if mode != "auto" and mode not in SEED_AXIS_MODES:
-        raise ConfigError(f"seed_axis must be 'auto' or one of {SEED_AXIS_MODES}, got {mode!r}.")
-    placement = config.get("data_placement", "auto")
-    if placement not in DATA_PLACEMENTS:
-        raise ConfigError(f"data_placement must be one of {DATA_PLACEMENTS}, got {placement!r}.")
+    """A placement on the devices needs an in-memory dataset (the fields' own choices and ranges
+    are :data:`sld_jax.train.validation.FIELDS`)."""
     spec = sources.get_spec(config.dataset.name)
-    if placement == "device" and not spec.in_memory:
+    if config.get("data_placement", "auto") == "device" and not spec.in_memory:
         raise ConfigError(
             f"data_placement='device' needs an in-memory dataset; {spec.name} is streamed from the "
             "host: use --config.data_placement=host (or auto)."

@@ -26,6 +26,7 @@ import jax
 
 from sld_jax.errors import ConfigError, UserError
 from sld_jax.train import checkpoint as ckpt_lib
+from sld_jax.train import validation
 from sld_jax.train.validation import flatten
 
 log = logging.getLogger("sld_jax")
@@ -35,37 +36,18 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 FINISHED_FILE = "finished.json"
 
-# Config fields that may differ between a run and its resume: they do not change what is computed
-# at any step (how long to train, how often to log/save, where things are, how errors are handled).
-# Every other field (model, method, loss, optimiser, schedule, data, seed, batch, dtype, teacher)
-# must be equal, so that a resumed run is the run that was started.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "name",
-        "num_epochs",
-        "max_steps",
-        "checkpoint_every_epochs",
-        "keep_checkpoints",
-        "log_every_steps",
-        "eval_batch_size",
-        "on_nonfinite",
-        "resume_policy",
-        "num_devices",
-        "seed_axis",
-        "steps_per_dispatch",
-        "data_placement",
-        "dataset.data_dir",
-        "dataset.download",
-    }
-)
-RESUME_POLICIES = ("strict", "override")
-# Resumable fields that change how the steps are computed but not what: a resume with another
-# value continues the run, whose numbers then differ from an uninterrupted run's by float
-# rounding (another compiled program; a warning says so). num_devices without sync_batchnorm
-# also regroups the per-device BatchNorm statistics.
-ROUNDING_FIELDS = ("seed_axis", "steps_per_dispatch", "data_placement", "num_devices")
+# How each config field may change on a resume is declared once, with its other rules, in
+# sld_jax.train.validation.FIELDS: these are views of it.
+# Fields that may differ between a run and its resume (they change nothing computed at any step,
+# or only how the steps are computed); every other field must be equal.
+RESUMABLE_FIELDS = validation.resume_fields(validation.FREE) | validation.resume_fields(validation.ROUNDING)
+# Of those, the ones that change how the steps are computed (another compiled program): a resume
+# warns that its numbers differ from an uninterrupted run's by float rounding. num_devices without
+# sync_batchnorm also regroups the per-device BatchNorm statistics.
+ROUNDING_FIELDS = validation.resume_fields(validation.ROUNDING)
 # Fields that fix the shape of the saved state: no policy can resume with another value.
-SHAPE_FIELDS = ("num_seeds",)
+SHAPE_FIELDS = validation.resume_fields(validation.SHAPE)
+RESUME_POLICIES = validation.RESUME_POLICIES
 
 
 class WorkdirBusyError(UserError):

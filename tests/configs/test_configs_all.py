@@ -162,7 +162,7 @@ def test_every_numeric_field_of_every_config_has_a_stated_range():
         for key, value in validation.flatten(config)
         if validation.is_numeric(value) and validation.rule_for(key) is None
     }
-    assert not unchecked, f"give these fields a range in sld_jax.train.validation.RANGES: {sorted(unchecked)}"
+    assert not unchecked, f"give these fields a range in sld_jax.train.validation.FIELDS: {sorted(unchecked)}"
 
 
 def test_reference_hyper_parameters():

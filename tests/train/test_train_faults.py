@@ -312,9 +312,14 @@ def test_resume_with_a_changed_computation_is_refused_unless_overridden(tmp_path
     workdir_lib.check_same_run(new, workdir)
 
 
-def test_resumable_fields_are_real_fields():
-    fields = {k for k, _ in validation.flatten(configs_lib.base_config())}
-    assert workdir_lib.RESUMABLE_FIELDS <= fields
+def test_every_declared_field_is_a_real_field():
+    """validation.FIELDS (ranges, choices, resume rules) names fields of the configs only (the base
+    config's, and LS-MLKD's own ``loss.mlkd``)."""
+    mlkd = configs_lib.ls_mlkd_config("resnet32x4", "ShuffleV2")
+    fields = {k for c in (configs_lib.base_config(), mlkd) for k, _ in validation.flatten(c)}
+    declared = {k for k in validation.FIELDS if not k.endswith(".*")}
+    assert declared <= fields, declared - fields
+    assert workdir_lib.RESUMABLE_FIELDS <= fields and workdir_lib.SHAPE_FIELDS == {"num_seeds"}
 
 
 def test_metrics_keep_one_line_per_epoch_on_resume_and_move_aside_on_a_fresh_start(tmp_path):
@@ -341,6 +346,18 @@ def _bad_value(rule):
     return float("nan")
 
 
+@pytest.mark.parametrize("key", sorted(k for k, f in validation.FIELDS.items() if f.choices))
+def test_a_value_outside_each_fields_choices_is_one_clear_error(key):
+    config = configs_lib.base_config()
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = "bogus"
+    with pytest.raises(ConfigError, match=rf"^{key}='bogus' is not one of .*--config\.{key}="):
+        validation.check_fields(config)
+
+
 @pytest.mark.parametrize("key", sorted(validation.RANGES))
 def test_an_out_of_range_value_of_each_field_is_one_clear_error(key):
     config = configs_lib.base_config()
@@ -354,7 +371,7 @@ def test_an_out_of_range_value_of_each_field_is_one_clear_error(key):
     value = _bad_value(validation.rule_for(key))
     node[leaf] = value
     with pytest.raises(ConfigError, match=rf"^{key}=.* is out of range: it must be .*--config\.{key}="):
-        validation.check_ranges(config)
+        validation.check_fields(config)
 
 
 def test_zero_valued_fields_fail_before_any_data_is_read(digits_data_dir, tmp_path, monkeypatch):

@@ -324,8 +324,8 @@ def test_a_step_that_does_not_fit_in_device_memory_is_refused_before_training(
         ("num_seeds", "2", "num_seeds='2' is out of range"),
         ("num_seeds", 1.5, "num_seeds=1.5 is out of range"),
         ("steps_per_dispatch", 0, "steps_per_dispatch=0 is out of range"),
-        ("seed_axis", "pmap", "seed_axis must be"),
-        ("data_placement", "disk", "data_placement must be"),
+        ("seed_axis", "pmap", "seed_axis='pmap' is not one of auto/vmap/unroll/map"),
+        ("data_placement", "disk", "data_placement='disk' is not one of auto/device/host"),
     ],
 )
 def test_bad_seed_fields_are_refused_before_any_work(field, value, message):
