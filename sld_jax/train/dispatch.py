@@ -57,16 +57,26 @@ def dispatch_steps(
       for inactive steps).
     """
 
-    def one_step(states, x):
+    def batch_of(x):
         batch = gather_batch(split, x["ids"]) if "ids" in x else x
-        if shares_data:
-            batch = jax.tree.map(lambda v: v[0], batch)
+        return jax.tree.map(lambda v: v[0], batch) if shares_data else batch
+
+    def one_step(states, x):
         return seeds_train_step(
-            states, teacher_variables, batch, rngs, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data
+            states,
+            teacher_variables,
+            batch_of(x),
+            rngs,
+            cfg=cfg,
+            seed_axis=seed_axis,
+            shares_data=shares_data,
         )
 
-    if active.shape[0] == 1:  # one step per call: no scan
-        states, metrics = one_step(states, jax.tree.map(lambda v: v[0], feed))
+    if active.shape[0] == 1:  # one step per call: no scan, the seeds' step called directly
+        batch = batch_of(jax.tree.map(lambda v: v[0], feed))
+        states, metrics = seeds_train_step(
+            states, teacher_variables, batch, rngs, cfg=cfg, seed_axis=seed_axis, shares_data=shares_data
+        )
         return states, jax.tree.map(lambda v: v[None], metrics)
 
     first = jax.tree.map(lambda v: v[0], feed)

@@ -106,6 +106,11 @@ def seeds_train_step(
             [step.update(cfg, *args) for args in zip(seed_states, prepared, seed_batches, step_rngs)]
         )
 
+    if seed_axis == "unroll":  # the plain step of each seed (K = 1: the paper's case)
+        num = rngs.shape[0]
+        per_seed = zip(_unstack(states, num), _unstack(batch, num), _unstack(rngs, num))
+        return _stack([step.train_step(s, teacher_variables, b, r, cfg=cfg) for s, b, r in per_seed])
+
     def own(state, seed_batch, rng):
         return step.train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)
 
