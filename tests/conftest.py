@@ -74,11 +74,13 @@ os.environ["XLA_FLAGS"] = suite_xla_flags(
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Reuse compiled executables across the many small runs of the suite (2-core CI budget).
+# Reuse compiled executables across the many small runs of the suite (2-core CI budget), every
+# one of them: most of the suite's programs compile in well under a second each, and loading is
+# faster than compiling (measured: 3:58 against 4:17-4:36 with a 0.5 s threshold, warm cache).
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "sld_jax_test_xla_cache")
 )
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
