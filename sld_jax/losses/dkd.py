@@ -165,12 +165,7 @@ def dkd_objective(
     elif warmup_factor is None:
         warmup_factor = 1.0
     views, labels, mask = _two_views.prepare(
-        student_weak,
-        student_strong,
-        teacher_weak,
-        teacher_strong,
-        labels,
-        where,
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, where
     )
     logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
     ce = jnp.float32(0.0)

@@ -241,12 +241,7 @@ def mlkd_objective(
     standardize = _checks.check_static_bool("logit_standardization", logit_standardization)
     temps = _checks.check_temperatures(temperatures)
     views, labels, mask = _two_views.prepare(
-        student_weak,
-        student_strong,
-        teacher_weak,
-        teacher_strong,
-        labels,
-        where,
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, where
     )
     (sw, tw), (ss, ts) = views
     tw = _two_views.teacher_target(tw, labels, teacher_transform)

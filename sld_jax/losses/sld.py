@@ -296,12 +296,7 @@ def sld_objective(
       (1.3146, 0.5)
     """
     views, labels, mask = _two_views.prepare(
-        student_weak,
-        student_strong,
-        teacher_weak,
-        teacher_strong,
-        labels,
-        where,
+        student_weak, student_strong, teacher_weak, teacher_strong, labels, where
     )
     temps = _checks.check_temperatures(temperatures)
     ce = jnp.float32(0.0)
