@@ -20,12 +20,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import types
 from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from sld_jax import atomic
 from sld_jax.errors import ConfigError, UserError
 
 T = TypeVar("T")
@@ -503,26 +503,11 @@ def _write_cache(
         return
     path = _cache_path(root, spec.name, split)
     record = _cache_record(spec, split, raw, source)
-    tmp = None
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path)
-        )
-        with os.fdopen(fd, "wb") as f:
+        with atomic.atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as f:
             np.savez(f, image=raw["image"], label=raw["label"], meta=np.array(json.dumps(record)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
     except OSError as e:  # a read-only data_dir: no cache, nothing lost
         log.debug("not caching %s split %r in %s: %s", spec.name, split, path, e)
-    finally:
-        if tmp is not None:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
 
 
 def load_in_memory(

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from sld_jax import atomic
 from sld_jax.errors import UserError
 
 __all__ = [
@@ -444,10 +445,7 @@ def save_teacher_dir(
         "source": source,
         "params": int(sum(np.size(a) for a in jax.tree.leaves(tree["params"]))),
     }
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(tmp, meta_path)
+    atomic.write_text(meta_path, json.dumps(meta, indent=2))
     return out_dir
 
 

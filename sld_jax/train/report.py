@@ -7,9 +7,9 @@ disk) is a :class:`ReportWriteError`, a user error, and the run's checkpoints ar
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator, Sequence
 
+from sld_jax import atomic
 from sld_jax.errors import UserError
 from sld_jax.train import seeds as seeds_lib
 
@@ -20,20 +20,15 @@ class ReportWriteError(UserError):
 
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[str]:
-    """Yields a temporary path beside ``path`` to write to; renames it to ``path`` on success.
+    """:func:`sld_jax.atomic.atomic_path` for a run's outputs: a failed write is a user error.
 
     Raises:
       ReportWriteError: the write failed (the temporary file is removed, ``path`` is untouched).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
-        os.makedirs(directory, exist_ok=True)
-        yield tmp
-        os.replace(tmp, path)
+        with atomic.atomic_path(path) as tmp:
+            yield tmp
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise ReportWriteError(
             f"could not write {path} ({e.strerror or e}); the run's checkpoints are saved: free disk "
             "space (or fix the permissions) and rerun the same command, which writes it without "

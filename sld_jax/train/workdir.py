@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 import jax
 
+from sld_jax import atomic
 from sld_jax.errors import ConfigError, UserError
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import validation
@@ -216,11 +217,7 @@ def read_config(workdir: str, *, fix: str) -> dict | None:
 def write_config(workdir: str, config: Any) -> None:
     """Writes ``config`` (a ConfigDict) to ``workdir/config.json`` atomically: a kill leaves the old
     file or the new one, never a torn one."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    os.replace(tmp, path)
+    atomic.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
 def has_checkpoints(workdir: str) -> bool:
@@ -340,9 +337,7 @@ def reset_metrics(workdir: str, restored_step: int | None) -> None:
         except (ValueError, KeyError, TypeError):  # a line cut short by a kill
             continue
     if len(keep) != len(lines):
-        with open(path + ".tmp", "w") as f:
-            f.writelines(keep)
-        os.replace(path + ".tmp", path)
+        atomic.write_text(path, "".join(keep))
 
 
 def mark_finished(workdir: str, *, step: int, best_step: int | None, teacher: str | None) -> None:
@@ -355,10 +350,8 @@ def mark_finished(workdir: str, *, step: int, best_step: int | None, teacher: st
       teacher: the fingerprint of the teacher it was distilled from
         (:func:`sld_jax.train.teacher.fingerprint`; None without a teacher).
     """
-    path = os.path.join(workdir, FINISHED_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"step": int(step), "best_step": best_step, "teacher": teacher}, f)
-    os.replace(path + ".tmp", path)
+    record = {"step": int(step), "best_step": best_step, "teacher": teacher}
+    atomic.write_text(os.path.join(workdir, FINISHED_FILE), json.dumps(record))
 
 
 def clear_finished(workdir: str) -> None:
