@@ -36,6 +36,14 @@ def atomic_output(path: str) -> Iterator[str]:
         ) from e
 
 
+def write_output(path: str, text: str) -> str:
+    """Writes a run's or a suite's text output (summary, JSON) with :func:`atomic_output`;
+    returns ``path``."""
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+    return path
+
+
 def plot_histories(results: Sequence[dict], path: str, title: str = "") -> str:
     """Plots train and test top-1 per epoch of every seed to ``path`` (PNG); returns the path.
 
@@ -133,9 +141,7 @@ def write_summary(
             )
         lines.append("")
     lines += ["## Config", "", "```", config_text.strip(), "```", ""]
-    with atomic_output(path) as tmp, open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    return path
+    return write_output(path, "\n".join(lines))
 
 
 def _stat_line(what: str, values: Sequence[float]) -> str:

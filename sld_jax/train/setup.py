@@ -92,7 +92,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def _validate(config: ml_collections.ConfigDict) -> None:
     validation.check_fields(config)  # ranges and choices of every field
-    _check_batch_fits_dataset(config)
+    _check_dataset(config)
     method = methods.get_method(config.method)  # unknown method -> error with suggestion
     models.check_name(config.model)
     if method.uses_teacher:
@@ -110,12 +110,12 @@ def _validate(config: ml_collections.ConfigDict) -> None:
             f"use e.g. --config.batch_size={max(n, config.batch_size // n * n)}."
         )
     methods.objective_kwargs(method, config.loss)  # an unknown teacher transform fails here
-    _check_seed_fields(config)
 
 
-def _check_batch_fits_dataset(config: ml_collections.ConfigDict) -> None:
-    """An unknown dataset, or a batch larger than the training set (one padded batch per epoch, all
-    but a few of its rows masked: compute and memory for nothing), is a :class:`ConfigError`."""
+def _check_dataset(config: ml_collections.ConfigDict) -> None:
+    """The dataset's own constraints, each a :class:`ConfigError`: an unknown name; a batch larger
+    than the training set (one padded batch per epoch, all but a few of its rows masked: compute
+    and memory for nothing); a placement on the devices of a dataset streamed from the host."""
     spec = sources.get_spec(config.dataset.name)
     limit = config.dataset.get("limit_train") or 0
     num_train = min(limit, spec.train_size) if limit else spec.train_size
@@ -126,12 +126,6 @@ def _check_batch_fits_dataset(config: ml_collections.ConfigDict) -> None:
             f"padded to {config.batch_size} rows; use --config.batch_size={min(num_train, 64)} or "
             "another value <= the number of training examples."
         )
-
-
-def _check_seed_fields(config: ml_collections.ConfigDict) -> None:
-    """A placement on the devices needs an in-memory dataset (the fields' own choices and ranges
-    are :data:`sld_jax.train.validation.FIELDS`)."""
-    spec = sources.get_spec(config.dataset.name)
     if config.get("data_placement", "auto") == "device" and not spec.in_memory:
         raise ConfigError(
             f"data_placement='device' needs an in-memory dataset; {spec.name} is streamed from the "

@@ -256,8 +256,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         + (f"best vs <baseline>: {comparisons_lib.METHOD_TEXT}\n" if found else "")
         + extra
     )
-    with report.atomic_output(os.path.join(workdir, "summary.md")) as tmp, open(tmp, "w") as f:
-        f.write(text)
+    report.write_output(os.path.join(workdir, "summary.md"), text)
     print("\n" + table + note + extra + f"\n(wall time {wall / 60:.1f} min; details in {workdir}/summary.md)")
     return results
 

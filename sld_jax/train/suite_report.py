@@ -164,6 +164,4 @@ def plot_sweep(config: ml_collections.ConfigDict, points: list[dict[str, Any]], 
 
 def write_comparisons(comparisons: list[comparisons_lib.Comparison], path: str) -> str:
     """Writes ``comparisons.json`` atomically; returns ``path``."""
-    with report.atomic_output(path) as tmp, open(tmp, "w") as f:
-        json.dump(comparisons_lib.to_json(comparisons), f, indent=1)
-    return path
+    return report.write_output(path, json.dumps(comparisons_lib.to_json(comparisons), indent=1))
