@@ -42,6 +42,7 @@ from typing import Any, Iterable, Sequence
 import ml_collections
 
 from sld_jax.errors import ConfigError
+from sld_jax.train import validation
 
 ALPHA = 0.05  # two-sided level of the tests (after Holm's correction for the verdict)
 POWER = 0.8  # the power at which seeds_to_resolve detects the observed difference
@@ -97,9 +98,8 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["ci95"] = list(self.ci95) if self.ci95 is not None else None
-        for key in ("t",):
-            if out[key] is not None and math.isinf(out[key]):
-                out[key] = "inf" if out[key] > 0 else "-inf"
+        if self.t is not None and math.isinf(self.t):  # JSON has no infinity
+            out["t"] = "inf" if self.t > 0 else "-inf"
         return out
 
 
@@ -236,19 +236,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _field(config: ml_collections.ConfigDict, dotted: str) -> Any:
-    node = config
-    for part in dotted.split("."):
-        if part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def is_paired(run: ml_collections.ConfigDict, baseline: ml_collections.ConfigDict) -> bool:
     """Whether seed k of the two runs shares its initialisation and data order
     (:data:`PAIRING_FIELDS` equal)."""
-    return all(_field(run, f) == _field(baseline, f) for f in PAIRING_FIELDS)
+    a, b = dict(validation.flatten(run)), dict(validation.flatten(baseline))
+    return all(a.get(f) == b.get(f) for f in PAIRING_FIELDS)
 
 
 def _seeds_of(config: ml_collections.ConfigDict) -> list[int]:
@@ -402,12 +394,11 @@ def compare(
 
 def with_verdicts(comparisons: Iterable[Comparison]) -> list[Comparison]:
     """Holm's correction over the comparisons of each metric, and the verdicts."""
-    comparisons = list(comparisons)
     out = list(comparisons)
     for metric in METRICS:
-        idx = [i for i, c in enumerate(comparisons) if c.metric == metric and c.p_value is not None]
-        for i, p in zip(idx, holm([comparisons[i].p_value for i in idx])):
-            c = comparisons[i]
+        idx = [i for i, c in enumerate(out) if c.metric == metric and c.p_value is not None]
+        for i, p in zip(idx, holm([out[i].p_value for i in idx])):
+            c = out[i]
             resolved = p < ALPHA and c.mean_difference != 0
             verdict = ("better" if c.mean_difference > 0 else "worse") if resolved else "not resolved"
             out[i] = dataclasses.replace(
