@@ -338,13 +338,13 @@ def eval_main(argv: list[str] | None = None) -> int:
             f"--workdir must name an sld-train run directory with a config.json (got {workdir!r})."
         )
     config = ml_collections.ConfigDict(saved)
-    from sld_jax.train import loop
+    from sld_jax.train.evaluate import evaluate
     from sld_jax.train.validation import check_which
 
     check_which(which)
     logging.basicConfig(level=logging.INFO)
     _quiet_libraries()
-    result = loop.evaluate(config, workdir, which=which)
+    result = evaluate(config, workdir, which=which)
     print(json.dumps(result))
     return 0
 

@@ -25,6 +25,7 @@ import ml_collections
 
 from sld_jax.losses.mlkd import MLKD_TEMPERATURES
 from sld_jax.losses.sld import DEFAULT_TEMPERATURES
+from sld_jax.train import fields
 
 SLD_TEMPERATURES = DEFAULT_TEMPERATURES
 
@@ -136,100 +137,9 @@ CONDITIONAL_SWAP_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """The fields every run has, with the reference CIFAR-100 SLD values as defaults."""
-    c = ml_collections.ConfigDict()
-    # Human-readable name of the run (used in the summary and plots).
-    c.name = "run"
-    # Seed of parameter init, data order and augmentation (the reference has none).
-    c.seed = 0
-    # Seeds trained at once (seed, seed + 1, ...): each its own init, data order and augmentation,
-    # as separate runs would; summaries report mean ± std over them.
-    c.num_seeds = 1
-    # How the seed axis is computed: "auto" (per backend: "unroll" on CPU, "vmap" elsewhere),
-    # "vmap" (one batched program) or "unroll" (one copy of the step per seed in one program).
-    c.seed_axis = "auto"
-    # All seeds see the same batches and views (those of `seed`), so the teacher runs once per
-    # step; the seeds then differ only in their initialisation (and dropout).
-    c.seed_axis_shares_data = False
-    # Optimiser steps per compiled call (a lax.scan over a stack of batches); None: the backend's
-    # default (sld_jax.train.setup.AUTO_STEPS_PER_DISPATCH; 1 where nothing faster was measured).
-    c.steps_per_dispatch = ml_collections.config_dict.placeholder(int)
-    # Where the train split lives: "auto" (on the devices when held in memory and <= 2 GiB),
-    # "device" or "host" (batches assembled on the host each step; always for imagenet2012).
-    c.data_placement = "auto"
-    # Dataset: "cifar100", "imagenet2012" or "digits" (offline, embedded).
-    c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "cifar100"
-    # TFDS data directory (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
-    c.dataset.data_dir = ml_collections.config_dict.placeholder(str)
-    # Let TFDS download the dataset when absent (needs internet; imagenet2012 is manual).
-    c.dataset.download = True
-    # Smoke-test shrink: use only the first N train / test examples (0 = all).
-    c.dataset.limit_train = 0
-    c.dataset.limit_test = 0
-    # Student architecture (a name of sld_jax.models.MODELS).
-    c.model = "resnet8x4"
-    # Compute dtype of the student and teacher ("float32", "bfloat16" or "float16"; params stay
-    # float32), or "float64" for exactness checks (params and statistics too; needs JAX_ENABLE_X64=1).
-    c.compute_dtype = "float32"
-    # Use the first N devices of each process (0 = all); the global batch is split over them.
-    c.num_devices = 0
-    # Synchronise BatchNorm statistics across devices (the reference: per device).
-    c.sync_batchnorm = False
-    # Teacher: its architecture and where its weights are (a vanilla run's workdir or an
-    # sld-import-teacher output directory). Unused by the "vanilla" method.
-    c.teacher = ml_collections.ConfigDict()
-    c.teacher.arch = "resnet32x4"
-    c.teacher.checkpoint = ""
-    # Method: vanilla, kd, sld, dkd, mlkd, rkd, dkd+sld, mlkd+sld, rkd+sld.
-    c.method = "sld"
-    # Loss hyper-parameters (the reference hard-codes these).
-    c.loss = ml_collections.ConfigDict()
-    c.loss.ce_weight = 0.1
-    c.loss.kd_weight = 0.9
-    c.loss.temperatures = SLD_TEMPERATURES
-    # γ: the pseudo-teacher (student swap) term is on for epochs > gamma (epochs from 1).
-    c.loss.gamma = 150
-    c.loss.stop_gradient_pseudo_teacher = False
-    # Teacher-side logit processing: "swap" (SLD) or an ablation variant of sld_jax.losses.
-    c.loss.teacher_transform = "swap"
-    c.loss.teacher_transform_kwargs = ml_collections.ConfigDict()
-    # Temperature of Hinton's KD (method "kd").
-    c.loss.kd_temperature = 4.0
-    c.loss.dkd = ml_collections.ConfigDict(dict(alpha=1.0, beta=8.0, temperature=4.0, warmup=20))
-    # MLKD's own options (its temperatures (4, 3, 5, 2, 6) and KD weight 0.9 are the objective's
-    # defaults); logit_standardization z-scores its instance-level KD terms (LS-MLKD).
-    c.loss.mlkd = ml_collections.ConfigDict(dict(reference_quirks=True, logit_standardization=False))
-    # RKD on the pooled features (mdistiller's weights); rkd_weight multiplies the whole RKD term.
-    c.loss.rkd = ml_collections.ConfigDict(
-        dict(rkd_weight=1.0, distance_weight=25.0, angle_weight=50.0, eps=1e-12, squared=False)
-    )
-    # Optimiser: PyTorch SGD (coupled weight decay on every parameter).
-    c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 0.025
-    c.optim.momentum = 0.9
-    c.optim.weight_decay = 5e-4
-    # LR × decay_rate after each of these epochs (epochs from 1; set at the start of an epoch).
-    c.optim.stages = (150, 180, 210)
-    c.optim.decay_rate = 0.1
-    c.num_epochs = 240
-    # Global batch size (split over all devices); the last partial batch is kept (masked).
-    c.batch_size = 64
-    c.eval_batch_size = 256
-    # Checkpoint every N epochs (and at the end, and on SIGTERM); keep the last k and the best.
-    c.checkpoint_every_epochs = 10
-    c.keep_checkpoints = 3
-    # Progress log line every N steps when not on a terminal.
-    c.log_every_steps = 100
-    # On a non-finite loss/gradient: "stop" (exit with an error naming the step and the last good
-    # checkpoint) or "skip" (drop that update and go on).
-    c.on_nonfinite = "stop"
-    # Stop after this many steps in total (0 = no limit; for smoke tests and benchmarks).
-    c.max_steps = 0
-    # Resuming a workdir whose config.json differs in a field that changes the computation:
-    # "strict" refuses (listing the fields), "override" resumes with the new values on purpose.
-    c.resume_policy = "strict"
-    return c
+    """The fields every run has, with the reference CIFAR-100 SLD values as defaults: every field's
+    default and meaning is declared once, in :data:`sld_jax.train.fields.FIELDS`."""
+    return fields.defaults()
 
 
 def cifar_config(method: str, teacher: str | None, student: str) -> ml_collections.ConfigDict:

@@ -25,7 +25,6 @@ import orbax.checkpoint as ocp
 
 from sld_jax.errors import UserError
 from sld_jax.train import integrity, kill_points
-from sld_jax.train.validation import check_which
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +111,14 @@ class Checkpointer:
         self.workdir = os.path.abspath(workdir)
         check_writable(self.workdir)
         self._last = ocp.CheckpointManager(
-            os.path.join(self.workdir, "checkpoints"), options=_options(keep), item_handlers=_item_handlers()
+            os.path.join(self.workdir, "checkpoints"), options=_options(keep), item_handlers=item_handlers()
         )
         self._best = ocp.CheckpointManager(
             # Pruned by save() itself: the previous best stays until the checkpoint that records
             # the new one is written.
             os.path.join(self.workdir, "best"),
             options=_options(None),
-            item_handlers=_item_handlers(),
+            item_handlers=item_handlers(),
         )
 
     def all_steps(self) -> list[int]:
@@ -158,7 +157,7 @@ class Checkpointer:
             previous = [s for s in self._last.all_steps() if s != step]
             raise CheckpointError(
                 f"could not write the checkpoint of step {step} to {manager.directory} "
-                f"({_first_line(e)}); "
+                f"({first_line(e)}); "
                 f"the previous checkpoint (step {previous[-1] if previous else 'none'}) is intact. "
                 "Free disk space or choose another --workdir, then rerun to resume."
             ) from e
@@ -228,7 +227,7 @@ class Checkpointer:
             except Exception as e:  # corrupt or partial: fall back
                 warnings.warn(
                     f"checkpoint {step} in {self._last.directory} is unreadable ({type(e).__name__}: "
-                    f"{_first_line(e)[:300]}); falling back to the previous checkpoint.",
+                    f"{first_line(e)[:300]}); falling back to the previous checkpoint.",
                     RuntimeWarning,
                 )
                 errors.append(step)
@@ -251,7 +250,7 @@ class Checkpointer:
         """The newest step in ``checkpoints/`` that restores and verifies (None if there is none)."""
         for step in reversed(self.all_steps()):
             try:
-                _restore_verified(self._last, step, _host_target(self._last, step))
+                restore_verified(self._last, step, host_target(self._last, step))
                 return step
             except Exception:  # noqa: BLE001 - any failure means "not good"
                 continue
@@ -259,20 +258,20 @@ class Checkpointer:
 
     @staticmethod
     def _restore(manager, step, target_state):
-        return _restore_verified(manager, step, _abstract(target_state))
+        return restore_verified(manager, step, _abstract(target_state))
 
     def close(self) -> None:
         self._last.close()
         self._best.close()
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """The first line of an exception's message (orbax's can run to hundreds of lines)."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
 
 
-def _restore_verified(manager, step, target) -> tuple[Any, dict]:
+def restore_verified(manager, step, target) -> tuple[Any, dict]:
     """Restores ``step`` into ``target`` and verifies it; ``(state, metadata)``."""
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
@@ -282,11 +281,12 @@ def _restore_verified(manager, step, target) -> tuple[Any, dict]:
     return restored["state"], metadata
 
 
-def _item_handlers() -> dict:
+def item_handlers() -> dict:
+    """The handlers of a checkpoint's two items: the state (arrays) and its JSON metadata."""
     return {"state": ocp.StandardCheckpointHandler(), "metadata": ocp.JsonCheckpointHandler()}
 
 
-def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
+def host_target(manager: ocp.CheckpointManager, step: int) -> Any:
     """Abstract arrays of the saved state on this process's first device.
 
     Restoring into this target works whatever topology saved the checkpoint (another device
@@ -295,131 +295,3 @@ def _host_target(manager: ocp.CheckpointManager, step: int) -> Any:
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     saved = manager.item_metadata(step)["state"]
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), saved)
-
-
-def load_run_variables(
-    workdir: str, *, which: str = "best", fallback: bool = True, seed_index: int | None = 0
-) -> tuple[dict, dict]:
-    """Reads the model variables of a finished (or interrupted) run, e.g. to use it as a teacher.
-
-    Args:
-      workdir: a ``sld-train`` workdir.
-      which: "best" (the best mean test top-1 over the run's seeds) or "last"; "best" falls back
-        to "last" if absent.
-      fallback: on a checkpoint that fails to load or verify, warn and try the previous one;
-        False (``sld-eval``): raise instead, so that no other checkpoint is evaluated silently.
-      seed_index: which of the run's seeds (0: its first seed, ``config.seed``); None: all of
-        them, stacked on a leading seed axis (also for runs saved before the seed axis existed).
-
-    Raises:
-      CheckpointError: no readable checkpoint, or (``fallback=False``) the newest one fails.
-
-    Returns:
-      ``({"params", "batch_stats"}, metadata)`` as host (numpy) arrays.
-    """
-    subdirs = ["best", "checkpoints"] if check_which(which) == "best" else ["checkpoints"]
-    only = None
-    if subdirs[0] == "best":
-        known, only = _recorded_best_in(os.path.abspath(workdir))
-        if known and only is None:  # no epoch has ended: no best yet, the last checkpoint is read
-            subdirs = ["checkpoints"]
-    for sub in subdirs:
-        directory = os.path.join(os.path.abspath(workdir), sub)
-        if not os.path.isdir(directory):
-            continue
-        # (e.g. sld-eval or a student reading the workdir of a teacher that is still training).
-        with _reader(directory) as manager:
-            steps = sorted(manager.all_steps())
-            if sub == "best" and only is not None:
-                steps = [only]  # the recorded best (an interrupted save may have left a newer one)
-            for step in reversed(steps):
-                try:
-                    state, metadata = _restore_verified(manager, step, _host_target(manager, step))
-                except Exception as e:
-                    if not fallback:
-                        what = (
-                            _first_line(e)
-                            if isinstance(e, integrity.IntegrityError)
-                            else f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]})"
-                        )
-                        raise CheckpointError(
-                            f"{what}; refusing to use it. Evaluate the other one (--which=best/last) "
-                            "or retrain from an earlier checkpoint."
-                        ) from e
-                    warnings.warn(
-                        f"checkpoint {step} in {directory} is unreadable ({_first_line(e)[:300]}); "
-                        "trying the previous one.",
-                        RuntimeWarning,
-                    )
-                    continue
-                state = jax.device_get(state)
-                variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
-                return _select_seed(variables, metadata, seed_index, where=directory), metadata
-    raise CheckpointError(
-        f"no readable checkpoint under {workdir!r} (looked in best/ and checkpoints/); train the "
-        "teacher first with a vanilla config or import one with sld-import-teacher."
-    )
-
-
-def _reader(directory: str) -> ocp.CheckpointManager:
-    # No clean-up: a reader must not delete the temporary directory of a save in progress.
-    options = ocp.CheckpointManagerOptions(create=False, cleanup_tmp_directories=False)
-    return ocp.CheckpointManager(directory, options=options, item_handlers=_item_handlers())
-
-
-def recorded_best_step(workdir: str) -> tuple[bool, int | None]:
-    """``(known, step)``: the best epoch's step as the newest readable checkpoint of
-    ``checkpoints/`` records it (``known`` False for no checkpoint, or one written before the
-    record existed)."""
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
-        return False, None
-    with _reader(directory) as manager:
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                restored = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
-            except Exception:  # noqa: BLE001 - unreadable: the previous one
-                continue
-            metadata = dict(restored["metadata"])
-            return ("best_step" in metadata), metadata.get("best_step")
-    return False, None
-
-
-def _recorded_best_in(workdir: str) -> tuple[bool, int | None]:
-    """``(known, step)``: the step of ``best/`` to read, the best epoch's step that the run's newest
-    checkpoint records (None: no epoch has ended yet). ``known`` is False for a run whose
-    checkpoints do not record it (its newest ``best/`` step is read).
-
-    Raises:
-      CheckpointError: ``best/`` does not hold the recorded step (never another epoch instead).
-    """
-    known, recorded = recorded_best_step(workdir)
-    if not known or recorded is None:
-        return known, None
-    directory = os.path.join(workdir, "best")
-    held = []
-    if os.path.isdir(directory):
-        with _reader(directory) as manager:
-            held = sorted(manager.all_steps())
-    if recorded not in held:
-        raise CheckpointError(
-            f"best/ of {workdir} holds steps {held} but the run records step {recorded} as its best "
-            "epoch (a save was interrupted, or the run is saving right now); rerun the run's command "
-            "to repair it, or retry in a moment, before reading its best checkpoint."
-        )
-    return True, recorded
-
-
-def _select_seed(variables: dict, metadata: dict, seed_index: int | None, *, where: str) -> dict:
-    """One seed's variables (``seed_index``) or all of them on a leading axis (None)."""
-    num_seeds = metadata.get("num_seeds")
-    if num_seeds is None:  # saved before the seed axis: one seed, no leading axis
-        return jax.tree.map(lambda x: x[None], variables) if seed_index is None else variables
-    if seed_index is None:
-        return variables
-    if not 0 <= seed_index < num_seeds:
-        raise CheckpointError(
-            f"seed index {seed_index} is out of range: the run in {where} trained {num_seeds} seeds "
-            f"(indices 0..{num_seeds - 1})."
-        )
-    return jax.tree.map(lambda x: x[seed_index], variables)

@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import ml_collections
 
 from sld_jax.errors import ConfigError
 from sld_jax.train import validation
+from sld_jax.train.stats import ALPHA, holm, mean_sd, paired_t, seeds_to_resolve, welch_t
 
-ALPHA = 0.05  # two-sided level of the tests (after Holm's correction for the verdict)
-POWER = 0.8  # the power at which seeds_to_resolve detects the observed difference
-MAX_SEEDS = 1000  # seeds_to_resolve searches up to this many seeds per run
 METRICS = ("best_top1", "last_top1")
 # Fields that must be equal for seed k of two runs to share its initialisation and data order.
 PAIRING_FIELDS = ("model", "dataset.name", "dataset.limit_train", "batch_size", "seed_axis_shares_data")
@@ -101,139 +99,6 @@ class Comparison:
         if self.t is not None and math.isinf(self.t):  # JSON has no infinity
             out["t"] = "inf" if self.t > 0 else "-inf"
         return out
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def _t_test(mean: float, se: float, df: float) -> tuple[float, float, tuple[float, float]]:
-    """``(t, two-sided p, 95 % interval)`` of a mean with standard error ``se`` and ``df``."""
-    from scipy import stats
-
-    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
-    if se == 0:
-        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-        return t, 1.0 if mean == 0 else 0.0, (mean, mean)
-    t = mean / se
-    return t, float(2 * stats.t.sf(abs(t), df)), (mean - half, mean + half)
-
-
-def paired_t(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
-    """Student's t on the per-seed differences ``values - baseline`` (two-sided, 95 % interval).
-
-    Args:
-      values, baseline: the metric per seed, the same seeds in the same order (n >= 2).
-
-    Returns:
-      ``{"differences", "mean", "sd", "se", "df", "t", "p", "ci95"}``.
-
-    >>> r = paired_t([0.91, 0.93, 0.92], [0.90, 0.91, 0.91])
-    >>> round(r["mean"], 4), r["df"], round(r["t"], 3), round(r["p"], 4)
-    (0.0133, 2, 4.0, 0.0572)
-    """
-    if len(values) != len(baseline) or len(values) < 2:
-        raise ValueError(
-            f"paired_t needs two equal-length sequences of >= 2 values, got {len(values)}, {len(baseline)}."
-        )
-    diffs = [float(a) - float(b) for a, b in zip(values, baseline)]
-    mean, sd = _mean_sd(diffs)
-    se = sd / math.sqrt(len(diffs))
-    t, p, ci = _t_test(mean, se, len(diffs) - 1)
-    return {
-        "differences": diffs,
-        "mean": mean,
-        "sd": sd,
-        "se": se,
-        "df": len(diffs) - 1,
-        "t": t,
-        "p": p,
-        "ci95": ci,
-    }
-
-
-def welch_t(values: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
-    """Welch's unequal-variance t on two independent samples (two-sided, 95 % interval).
-
-    Returns:
-      ``{"mean" (difference of the means), "se", "df" (Welch–Satterthwaite), "t", "p", "ci95"}``.
-
-    >>> r = welch_t([0.91, 0.93, 0.92], [0.90, 0.91, 0.91, 0.92])
-    >>> round(r["mean"], 4), round(r["df"], 2), round(r["p"], 4)
-    (0.01, 3.86, 0.2327)
-    """
-    if len(values) < 2 or len(baseline) < 2:
-        raise ValueError(f"welch_t needs >= 2 values per sample, got {len(values)} and {len(baseline)}.")
-    (ma, sa), (mb, sb) = _mean_sd([float(v) for v in values]), _mean_sd([float(v) for v in baseline])
-    va, vb = sa**2 / len(values), sb**2 / len(baseline)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        df = float(len(values) + len(baseline) - 2)
-    else:
-        df = (va + vb) ** 2 / (va**2 / (len(values) - 1) + vb**2 / (len(baseline) - 1))
-    t, p, ci = _t_test(ma - mb, se, df)
-    return {"mean": ma - mb, "se": se, "df": df, "t": t, "p": p, "ci95": ci}
-
-
-def power(effect: float, sd_a: float, sd_b: float, n: int, *, paired: bool) -> float:
-    """Power of the two-sided 5 % t-test to detect a mean difference ``effect`` with ``n`` seeds
-    per run: paired (``sd_a``: sd of the differences) or Welch (``sd_a``, ``sd_b``: each run's sd).
-
-    >>> round(power(0.01, 0.01, 0.0, 10, paired=True), 3)
-    0.803
-    """
-    from scipy import stats
-
-    if paired:
-        se, df = sd_a / math.sqrt(n), n - 1
-    else:
-        va, vb = sd_a**2 / n, sd_b**2 / n
-        se = math.sqrt(va + vb)
-        df = (va + vb) ** 2 / ((va**2 + vb**2) / (n - 1)) if se > 0 else 2 * n - 2
-    if se == 0:
-        return 1.0 if effect else 0.0
-    crit, nc = float(stats.t.ppf(1 - ALPHA / 2, df)), abs(effect) / se
-    p = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
-    if math.isnan(p):  # scipy's noncentral t fails far in its tail: the normal limit there
-        p = float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
-    return p
-
-
-def seeds_to_resolve(effect: float, sd_a: float, sd_b: float = 0.0, *, paired: bool) -> int | None:
-    """The smallest seeds per run (>= 2) with :func:`power` >= 80 %; None for no effect or more
-    than :data:`MAX_SEEDS`.
-
-    >>> seeds_to_resolve(0.01, 0.01, paired=True)
-    10
-    """
-    if effect == 0:
-        return None
-    lo, hi = 2, MAX_SEEDS
-    if power(effect, sd_a, sd_b, hi, paired=paired) < POWER:
-        return None
-    while lo < hi:  # power grows with n
-        mid = (lo + hi) // 2
-        if power(effect, sd_a, sd_b, mid, paired=paired) >= POWER:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given), each at most 1.
-
-    >>> holm([0.01, 0.04, 0.03])
-    [0.03, 0.06, 0.06]
-    """
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = round(running, 15)
-    return adjusted
 
 
 def is_paired(run: ml_collections.ConfigDict, baseline: ml_collections.ConfigDict) -> bool:
@@ -377,7 +242,7 @@ def compare(
         diffs = r["differences"]
     else:
         r = welch_t(values, base_values)
-        needed = seeds_to_resolve(r["mean"], _mean_sd(values)[1], _mean_sd(base_values)[1], paired=False)
+        needed = seeds_to_resolve(r["mean"], mean_sd(values)[1], mean_sd(base_values)[1], paired=False)
         diffs = []
     return Comparison(
         **common,
@@ -417,47 +282,3 @@ def compare_suite(config: ml_collections.ConfigDict, results: dict[str, list[dic
         if results.get(run) and results.get(base)
     ]
     return with_verdicts(found)
-
-
-def format_cell(c: Comparison) -> str:
-    """A table cell: ``+0.84 [-0.52, +2.20] p=0.12 not resolved (≈9 seeds)``, in percentage points.
-
-    >>> c = Comparison("a", "b", "best_top1", "paired t", [0, 1], [0, 1], [0.9, 0.92], [0.9, 0.9],
-    ...                [0.0, 0.02], 0.01, (-0.117, 0.137), 1, 1.0, 0.5, 0.5, "not resolved", 40)
-    >>> format_cell(c)
-    '+1.00 [-11.70, +13.70] p=0.5 not resolved (≈40 seeds)'
-    """
-    if c.ci95 is None:
-        return f"{100 * c.mean_difference:+.2f} ({c.verdict})"
-    lo, hi = c.ci95
-    p = c.p_holm if c.p_holm is not None else c.p_value
-    text = f"{100 * c.mean_difference:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p={p:.2g} {c.verdict}"
-    if c.verdict == "not resolved":
-        more = (
-            f"≈{c.seeds_to_resolve} seeds"
-            if c.seeds_to_resolve
-            else ("no difference" if c.mean_difference == 0 else f">{MAX_SEEDS} seeds")
-        )
-        text += f" ({more})"
-    return text
-
-
-METHOD_TEXT = (
-    "Paired t-test on per-seed differences where seed k of both runs shares initialisation and data "
-    "order (same student, data and batch), Welch's t-test otherwise; two-sided, 95 % intervals "
-    "(unadjusted); verdicts at 5 % after Holm's correction over the suite's comparisons of each "
-    "metric; seeds to resolve at 80 % power (noncentral t). Differences in percentage points of "
-    "test top-1. See sld_jax/train/comparisons.py."
-)
-
-
-def to_json(comparisons: Sequence[Comparison]) -> dict[str, Any]:
-    """``comparisons.json``'s content: the method, the settings and every comparison."""
-    return {
-        "method": METHOD_TEXT,
-        "alpha": ALPHA,
-        "power": POWER,
-        "correction": "holm (per metric, over all comparisons of the suite)",
-        "units": "fractions of test examples (as metrics.jsonl); table cells are percentage points",
-        "comparisons": [c.to_json() for c in comparisons],
-    }

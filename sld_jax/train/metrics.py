@@ -14,7 +14,10 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from sld_jax.train import seeds as seeds_lib
 from sld_jax.train import tb_events
 
 log = logging.getLogger("sld_jax")
@@ -141,3 +144,79 @@ def format_seconds(seconds: float) -> str:
         return "?"
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def sum_trees(a, b):
+    """``a + b`` leaf by leaf (``b`` when ``a`` is None: the first of a running sum)."""
+    return b if a is None else jax.tree.map(jnp.add, a, b)
+
+
+def to_host_lists(tree) -> dict[str, list[float]]:
+    """``{name: [K] array}`` -> ``{name: [K floats]}`` (JSON-ready, one value per seed)."""
+    return {k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in jax.device_get(tree).items()}
+
+
+def epoch_record(epoch: int, train: dict[str, float], lr: float, ev: dict[str, float]) -> dict[str, float]:
+    """One seed's epoch record from its train sums and its evaluation."""
+    train = dict(train)
+    count = max(train.pop("count"), 1.0)
+    record = {
+        "epoch": epoch,
+        "lr": float(lr),
+        "train_loss": train.pop("loss") / count,
+        "train_top1": train.pop("correct") / count,
+    }
+    record.update(
+        {
+            f"train_{k}" if not k.endswith("fraction") and k != "teacher_student_agreement" else k: v / count
+            for k, v in train.items()
+        }
+    )
+    record.update(test_top1=ev["top1"], test_top5=ev["top5"], test_loss=ev["ce"], test_count=ev["count"])
+    return record
+
+
+def write_epoch(writer, step: int, records: list[dict], run_seeds: list[int]) -> None:
+    """One ``metrics.jsonl`` line per seed; TensorBoard tags per seed (``seed_<s>/``) and their mean
+    and std (``seeds/``) when there are several seeds."""
+    several = len(records) > 1
+    for seed, record in zip(run_seeds, records):
+        scalars = {k: v for k, v in record.items() if k != "epoch"}
+        writer.write(
+            step, scalars, epoch=record["epoch"], seed=seed, tag_prefix=f"seed_{seed}/" if several else ""
+        )
+    if several:
+        summary = {}
+        for key in ("test_top1", "test_top5", "train_loss", "train_top1"):
+            stats = seeds_lib.summarize([r[key] for r in records])
+            summary[f"seeds/{key}_mean"], summary[f"seeds/{key}_std"] = stats["mean"], stats["std"]
+        writer.write_tensorboard(step, summary)
+
+
+def log_epoch(epoch: int, num_epochs: int, records: list[dict], bests: list[dict]) -> None:
+    """The epoch's log line: one seed's record, or the mean ± std of several."""
+    if len(records) == 1:
+        record, best = records[0], bests[0]
+        log.info(
+            "epoch %d/%d: train loss %.4f top-1 %.2f%% | test top-1 %.2f%% top-5 %.2f%% (best %.2f%%)",
+            epoch,
+            num_epochs,
+            record["train_loss"],
+            100 * record["train_top1"],
+            100 * record["test_top1"],
+            100 * record["test_top5"],
+            100 * best["test_top1"],
+        )
+        return
+    top1 = [r["test_top1"] for r in records]
+    log.info(
+        "epoch %d/%d, %d seeds: train loss %.4f | test top-1 %s%% (min %.2f, max %.2f) | best %s%%",
+        epoch,
+        num_epochs,
+        len(records),
+        float(np.mean([r["train_loss"] for r in records])),
+        seeds_lib.format_mean_std(top1),
+        100 * min(top1),
+        100 * max(top1),
+        seeds_lib.format_mean_std([b["test_top1"] for b in bests]),
+    )

@@ -1,13 +1,16 @@
-"""The TrainState pytree and the PyTorch-exact SGD optimiser."""
+"""The TrainState pytree, the PyTorch-exact SGD optimiser and the reference's schedule with it."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+
+from sld_jax.train import schedule
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -55,3 +58,26 @@ def create_train_state(variables: dict, tx: optax.GradientTransformation) -> Tra
         batch_stats=variables.get("batch_stats", {}),
         opt_state=tx.init(params),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def optimizer(
+    lr: float,
+    stages: tuple[int, ...],
+    steps_per_epoch: int,
+    decay_rate: float,
+    momentum: float,
+    weight_decay: float,
+) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """The reference's learning-rate schedule and SGD, one pair of objects per distinct setting.
+
+    Equal settings return the same objects, so two builds of one config give equal
+    :class:`~sld_jax.train.step.StepConfig` values and share one traced and compiled step in a
+    process (:func:`~sld_jax.train.dispatch.compile_dispatch`): a resumed or repeated run in the same
+    process compiles nothing again.
+
+    >>> optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4) is optimizer(0.05, (150, 180, 210), 391, 0.1, 0.9, 5e-4)
+    True
+    """
+    lr_fn = schedule.lr_schedule(lr, stages, steps_per_epoch, decay_rate)
+    return lr_fn, pytorch_sgd(lr_fn, momentum=momentum, weight_decay=weight_decay)

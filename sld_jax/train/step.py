@@ -5,10 +5,9 @@
 the computation are fields of the frozen, hashable :class:`StepConfig`, so the loop holds one
 compiled function per static variant (two for γ-gated methods: the gate switches ``student_swap``).
 The loss of each device is weighted by its share of the real (unpadded) examples and the gradients
-are summed over the ``data`` axis, so the update equals the single-device update on the whole batch
-(with per-device BatchNorm statistics unless the model syncs them). The gradient sum over devices
-comes from shard_map's varying-axis typing (``check_vma``): the replicated parameters' cotangent is
-summed over ``data`` by the transpose of their implicit broadcast, not by an explicit ``psum``.
+are summed over the ``data`` axis (an explicit ``psum`` in :func:`update`), so the update equals the
+single-device update on the whole batch (with per-device BatchNorm statistics unless the model syncs
+them).
 
 Around it: :mod:`sld_jax.train.seed_axis` (K seeds), :mod:`sld_jax.train.dispatch` (S steps per
 call, the ``shard_map``/``jit`` wrappers).
@@ -178,10 +177,11 @@ def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: 
         )
         return loss * share, (terms, batch_stats, student_logits[0])
 
-    # The parameters are replicated (invariant over ``data``) and the loss varies per device, so
-    # shard_map's varying-axis typing makes the gradient the sum over devices (the transpose of the
-    # implicit broadcast is a psum): with the ``share`` weights it is the global-batch gradient.
-    grads, (terms, batch_stats, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
+    # Each device differentiates its share of the loss with respect to its own copy of the
+    # (replicated) parameters; the sum of those gradients over ``data`` is the global-batch gradient.
+    local_params = jax.lax.pcast(state.params, DATA_AXIS, to="varying")
+    local_grads, (terms, batch_stats, logits) = jax.grad(loss_fn, has_aux=True)(local_params)
+    grads = jax.lax.psum(local_grads, DATA_AXIS)
     batch_stats = jax.lax.pmean(batch_stats, DATA_AXIS)
     updates, opt_state = cfg.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

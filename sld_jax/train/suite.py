@@ -39,7 +39,7 @@ from sld_jax.errors import ConfigError
 from sld_jax.machine import machine_description
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import comparisons as comparisons_lib
-from sld_jax.train import kill_points, loop, methods, report, seeds, setup, suite_report
+from sld_jax.train import kill_points, loop, methods, report, saved_runs, seeds, suite_report, validation
 from sld_jax.train import teacher as teacher_lib
 from sld_jax.train import workdir as workdir_lib
 
@@ -98,7 +98,7 @@ def finished(workdir: str, run: ml_collections.ConfigDict) -> list[dict] | None:
     if record is None:
         return None
     try:
-        _, meta = ckpt_lib.load_run_variables(workdir, which="last")
+        _, meta = saved_runs.load_run_variables(workdir, which="last")
     except ckpt_lib.CheckpointError:
         return None
     per_seed = seeds.per_seed(meta)
@@ -169,7 +169,7 @@ def format_table(
     and the paper's number where ``config.paper`` has one (else empty). Runs named
     ``<row>/<method>`` are grouped under a bold line per row. Each baseline of ``comparisons`` adds a
     column "best vs <baseline>": the run's difference of best test top-1 in percentage points, its
-    95 % interval, p-value and verdict (:func:`sld_jax.train.comparisons.format_cell`).
+    95 % interval, p-value and verdict (:func:`sld_jax.train.suite_report.format_cell`).
     """
     paper = config.get("paper") or {}
     best_cmp = [c for c in comparisons if c.metric == "best_top1"]
@@ -200,7 +200,7 @@ def format_table(
         versus = []
         for b in baselines:
             found = [c for c in best_cmp if c.run == name and comparisons_lib.short_name(c.baseline) == b]
-            versus.append(comparisons_lib.format_cell(found[0]) if found else "")
+            versus.append(suite_report.format_cell(found[0]) if found else "")
         lines.append(
             f"| {name} | {run.model} | {run.method} | {k} | " + " | ".join(cells + [reported] + versus) + " |"
         )
@@ -217,7 +217,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
     check(config)
     for name in config.suite:  # every run's config, before the first one trains
         try:
-            setup.validate(run_config(config, name, workdir))
+            validation.validate(run_config(config, name, workdir))
         except ConfigError as e:
             field = f"runs.{name}." if name.isidentifier() else f'runs["{name}"].'
             message = str(e).replace("--config.", f"--config.{field}")
@@ -253,7 +253,7 @@ def run_suite(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         f"Wall time {wall / 60:.1f} min on {machine_description()}.\n"
         "Best = maximum test top-1 over epochs (as the reference reports); last = final epoch; "
         "mean ± sample std over seeds; paper = the paper's reported top-1 (empty: not reported).\n"
-        + (f"best vs <baseline>: {comparisons_lib.METHOD_TEXT}\n" if found else "")
+        + (f"best vs <baseline>: {suite_report.METHOD_TEXT}\n" if found else "")
         + extra
     )
     report.write_output(os.path.join(workdir, "summary.md"), text)

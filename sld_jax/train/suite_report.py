@@ -4,7 +4,7 @@
 - ``comparison.png``: per grid row (one row for a plain suite), on the left the mean test top-1
   over epochs of each run with a ± std band over its seeds, on the right the best test top-1 of
   every seed as dots with the mean and its 95 % interval (t over seeds; none for one seed).
-- ``comparisons.json``: :func:`sld_jax.train.comparisons.to_json` of the suite's comparisons.
+- ``comparisons.json``: :func:`comparisons_json` of the suite's comparisons.
 - For a sweep (``config.sweep``: ``field``, ``grid`` (its values) and ``runs``, :func:`sld_jax.configs_lib.sweep_suite`):
   a markdown table and ``sweep.png`` of best test top-1 against the field's value, mean and 95 %
   interval over seeds.
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from sld_jax.train import comparisons as comparisons_lib
-from sld_jax.train import report, seeds
+from sld_jax.train import report, seeds, stats
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float | None, float | None]:
@@ -164,4 +164,48 @@ def plot_sweep(config: ml_collections.ConfigDict, points: list[dict[str, Any]], 
 
 def write_comparisons(comparisons: list[comparisons_lib.Comparison], path: str) -> str:
     """Writes ``comparisons.json`` atomically; returns ``path``."""
-    return report.write_output(path, json.dumps(comparisons_lib.to_json(comparisons), indent=1))
+    return report.write_output(path, json.dumps(comparisons_json(comparisons), indent=1))
+
+
+def format_cell(c: comparisons_lib.Comparison) -> str:
+    """A table cell: ``+0.84 [-0.52, +2.20] p=0.12 not resolved (≈9 seeds)``, in percentage points.
+
+    >>> c = comparisons_lib.Comparison("a", "b", "best_top1", "paired t", [0, 1], [0, 1], [0.9, 0.92], [0.9, 0.9],
+    ...                [0.0, 0.02], 0.01, (-0.117, 0.137), 1, 1.0, 0.5, 0.5, "not resolved", 40)
+    >>> format_cell(c)
+    '+1.00 [-11.70, +13.70] p=0.5 not resolved (≈40 seeds)'
+    """
+    if c.ci95 is None:
+        return f"{100 * c.mean_difference:+.2f} ({c.verdict})"
+    lo, hi = c.ci95
+    p = c.p_holm if c.p_holm is not None else c.p_value
+    text = f"{100 * c.mean_difference:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] p={p:.2g} {c.verdict}"
+    if c.verdict == "not resolved":
+        more = (
+            f"≈{c.seeds_to_resolve} seeds"
+            if c.seeds_to_resolve
+            else ("no difference" if c.mean_difference == 0 else f">{stats.MAX_SEEDS} seeds")
+        )
+        text += f" ({more})"
+    return text
+
+
+METHOD_TEXT = (
+    "Paired t-test on per-seed differences where seed k of both runs shares initialisation and data "
+    "order (same student, data and batch), Welch's t-test otherwise; two-sided, 95 % intervals "
+    "(unadjusted); verdicts at 5 % after Holm's correction over the suite's comparisons of each "
+    "metric; seeds to resolve at 80 % power (noncentral t). Differences in percentage points of "
+    "test top-1. See sld_jax/train/comparisons.py."
+)
+
+
+def comparisons_json(comparisons: Sequence[comparisons_lib.Comparison]) -> dict[str, Any]:
+    """``comparisons.json``'s content: the method, the settings and every comparison."""
+    return {
+        "method": METHOD_TEXT,
+        "alpha": stats.ALPHA,
+        "power": stats.POWER,
+        "correction": "holm (per metric, over all comparisons of the suite)",
+        "units": "fractions of test examples (as metrics.jsonl); table cells are percentage points",
+        "comparisons": [c.to_json() for c in comparisons],
+    }

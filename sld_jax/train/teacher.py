@@ -13,8 +13,7 @@ import numpy as np
 
 from sld_jax import models
 from sld_jax.errors import UserError
-from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import integrity
+from sld_jax.train import integrity, saved_runs
 from sld_jax.train import workdir as workdir_lib
 
 
@@ -132,7 +131,7 @@ def _read_teacher(path: str) -> tuple[str | None, int | None, dict]:
         fix="restore it from the run's record (it names the teacher's architecture) or retrain the teacher.",
     )
     if saved is not None:
-        variables, _ = ckpt_lib.load_run_variables(path, which="best")
+        variables, _ = saved_runs.load_run_variables(path, which="best")
         return saved.get("model"), None, variables
     from sld_jax.models import torch_import
 

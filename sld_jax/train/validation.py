@@ -1,182 +1,29 @@
-"""What each config field may hold and whether a resume may change it: one declaration per field.
+"""Checks of a run config, once, before any data is read or step compiled.
 
-:data:`FIELDS` names the run-config fields that have a rule (a dotted key, or ``prefix.*`` for
-every numeric field below a prefix) with a :class:`Field`: the allowed interval of a number
-(:class:`Range`), the allowed values of a string, and how the field may change on a resume. The
-config's defaults are :func:`sld_jax.configs_lib.base_config`; validation
-(:func:`check_fields`, before any data is read or step compiled: a zero batch size or an unknown
-``seed_axis`` fails at once, naming the field, its value, the rule and the fix), the resume check
-(:mod:`sld_jax.train.workdir`) and the tests read these rules from here. The test suite
-enumerates the numeric fields of every config file, so a new numeric field without a range fails it.
+:func:`validate` checks a run config: every field against its declaration
+(:mod:`sld_jax.train.fields`), then what the fields mean together (a method's teacher, the model
+names, the dataset's constraints, the batch over the devices). A zero batch size or an unknown
+``seed_axis`` fails at once, naming the field, its value, the rule and the fix. The resume check
+(:mod:`sld_jax.train.workdir`) reads the same declarations.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from typing import Any, Iterator
 
+import ml_collections
+
+from sld_jax import models
+from sld_jax.data import sources
 from sld_jax.errors import ConfigError
-from sld_jax.train.seed_axis import SEED_AXIS_MODES
+from sld_jax.train import hardware, methods
+from sld_jax.train import mesh as mesh_lib
+from sld_jax.train.fields import FIELDS, RANGES, Range
 
 # The checkpoints sld-eval can evaluate.
 WHICH_CHOICES = ("best", "last")
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """A closed or half-open interval of allowed values, for a scalar or each item of a sequence.
-
-    Attributes:
-      low: the smallest allowed value (None: unbounded).
-      high: the largest allowed value (None: unbounded).
-      low_open: ``low`` itself is excluded (e.g. a learning rate > 0).
-      integer: only whole numbers are allowed.
-      sequence: the field is a tuple whose items each lie in the range.
-      nonempty: (sequences) at least one item is required.
-      ascending: (sequences) the items must be non-decreasing.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    integer: bool = False
-    sequence: bool = False
-    nonempty: bool = True
-    ascending: bool = False
-
-    def describe(self) -> str:
-        kind = "whole number" if self.integer else "finite number"
-        low, high = _fmt(self.low), _fmt(self.high)
-        if self.low is not None and self.high is not None:
-            bound = f"in {'(' if self.low_open else '['}{low}, {high}]"
-        elif self.low is not None:
-            bound = f"{'>' if self.low_open else '>='} {low}"
-        elif self.high is not None:
-            bound = f"<= {high}"
-        else:
-            bound = ""
-        what = f"a {kind} {bound}".rstrip()
-        if self.sequence:
-            order = ", in increasing order" if self.ascending else ""
-            size = "non-empty " if self.nonempty else ""
-            return f"a {size}tuple of {kind}s {bound}{order}".replace("  ", " ")
-        return what
-
-    def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False
-        if not math.isfinite(value) or (self.integer and value != int(value)):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or value <= self.high
-
-
-def _fmt(x: float | None) -> str:
-    return str(int(x)) if x is not None and float(x).is_integer() else f"{x:g}" if x is not None else ""
-
-
-_POSITIVE_INT = Range(1, integer=True)
-_COUNT = Range(0, integer=True)
-_WEIGHT = Range(0)
-_TEMPERATURE = _POSITIVE = Range(0, low_open=True)
-
-# How a field may differ between a run and its resume (sld_jax.train.workdir.check_same_run):
-EQUAL = "equal"  # it changes the computation: must be equal (unless resume_policy=override)
-FREE = "free"  # it changes nothing computed at any step (how long, how often, where, on error)
-ROUNDING = "rounding"  # how the steps are computed, not what: allowed, with a warning that the
-#   numbers then differ from an uninterrupted run's by float rounding (another compiled program)
-SHAPE = "shape"  # it fixes the shape of the saved state: never, under any policy
-RESUME_RULES = (EQUAL, FREE, ROUNDING, SHAPE)
-
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """The rules of one config field.
-
-    Attributes:
-      range: the allowed numbers (a scalar, or each item of a tuple), or None.
-      choices: the allowed values (strings), or None.
-      resume: one of :data:`RESUME_RULES`.
-    """
-
-    range: Range | None = None
-    choices: tuple[str, ...] | None = None
-    resume: str = EQUAL
-
-
-#: The data placements of ``data_placement`` ("auto": on the devices when the split fits).
-DATA_PLACEMENTS = ("auto", "device", "host")
-#: ``seed_axis`` values: "auto" (the backend's measured form) or a form of the seed axis.
-SEED_AXIS_CHOICES = ("auto",) + SEED_AXIS_MODES
-#: ``compute_dtype`` values.
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16", "float64")
-#: ``resume_policy`` values: "override" resumes with a changed config on purpose.
-RESUME_POLICIES = ("strict", "override")
-
-# Every run-config field with a rule (sld_jax.configs_lib.base_config and the config files). A key
-# ending in ``.*`` covers every numeric field below that prefix.
-FIELDS: dict[str, Field] = {
-    "name": Field(resume=FREE),
-    "seed": Field(Range(0, 2**32 - 1, integer=True)),
-    "num_seeds": Field(_POSITIVE_INT, resume=SHAPE),
-    "seed_axis": Field(choices=SEED_AXIS_CHOICES, resume=ROUNDING),
-    "steps_per_dispatch": Field(_POSITIVE_INT, resume=ROUNDING),
-    "data_placement": Field(choices=DATA_PLACEMENTS, resume=ROUNDING),
-    "num_devices": Field(_COUNT, resume=ROUNDING),
-    "compute_dtype": Field(choices=COMPUTE_DTYPES),
-    "on_nonfinite": Field(choices=("stop", "skip"), resume=FREE),
-    "resume_policy": Field(choices=RESUME_POLICIES, resume=FREE),
-    "dataset.limit_train": Field(_COUNT),
-    "dataset.limit_test": Field(_COUNT),
-    "dataset.data_dir": Field(resume=FREE),
-    "dataset.download": Field(resume=FREE),
-    "loss.ce_weight": Field(_WEIGHT),
-    "loss.kd_weight": Field(_WEIGHT),
-    "loss.temperatures": Field(Range(0, low_open=True, sequence=True)),
-    "loss.gamma": Field(_COUNT),
-    "loss.kd_temperature": Field(_TEMPERATURE),
-    "loss.dkd.alpha": Field(_WEIGHT),
-    "loss.dkd.beta": Field(_WEIGHT),
-    "loss.dkd.temperature": Field(_TEMPERATURE),
-    "loss.dkd.warmup": Field(_COUNT),
-    "loss.mlkd.kd_weight": Field(_WEIGHT),
-    "loss.mlkd.temperatures": Field(Range(0, low_open=True, sequence=True)),
-    "loss.rkd.rkd_weight": Field(_WEIGHT),
-    "loss.rkd.distance_weight": Field(_WEIGHT),
-    "loss.rkd.angle_weight": Field(_WEIGHT),
-    "loss.rkd.eps": Field(_POSITIVE),
-    # Ablation processors check their own hyper-parameters; here: finite numbers.
-    "loss.teacher_transform_kwargs.*": Field(Range()),
-    "optim.lr": Field(Range(0, low_open=True)),
-    "optim.momentum": Field(Range(0, 1)),
-    "optim.weight_decay": Field(_WEIGHT),
-    "optim.stages": Field(Range(0, integer=True, sequence=True, nonempty=False, ascending=True)),
-    "optim.decay_rate": Field(Range(0, low_open=True)),
-    "num_epochs": Field(_POSITIVE_INT, resume=FREE),
-    "max_steps": Field(_COUNT, resume=FREE),
-    "batch_size": Field(_POSITIVE_INT),
-    "eval_batch_size": Field(_POSITIVE_INT, resume=FREE),
-    "checkpoint_every_epochs": Field(_POSITIVE_INT, resume=FREE),
-    "keep_checkpoints": Field(_POSITIVE_INT, resume=FREE),
-    "log_every_steps": Field(_POSITIVE_INT, resume=FREE),
-}
-
-#: The numeric rules of :data:`FIELDS` (a view of it).
-RANGES: dict[str, Range] = {k: f.range for k, f in FIELDS.items() if f.range is not None}
-
-
-def resume_fields(rule: str) -> frozenset[str]:
-    """The fields of :data:`FIELDS` whose resume rule is ``rule``.
-
-    >>> sorted(resume_fields(SHAPE))
-    ['num_seeds']
-    """
-    if rule not in RESUME_RULES:
-        raise ValueError(f"unknown resume rule {rule!r}; one of {RESUME_RULES}.")
-    return frozenset(k for k, f in FIELDS.items() if f.resume == rule)
 
 
 def is_numeric(value: Any) -> bool:
@@ -209,12 +56,47 @@ def rule_for(key: str) -> Range | None:
     return None
 
 
+def describe(rule: Range) -> str:
+    """The allowed values of ``rule`` in words (for an error message)."""
+    kind = "whole number" if rule.integer else "finite number"
+    low, high = _fmt(rule.low), _fmt(rule.high)
+    if rule.low is not None and rule.high is not None:
+        bound = f"in {'(' if rule.low_open else '['}{low}, {high}]"
+    elif rule.low is not None:
+        bound = f"{'>' if rule.low_open else '>='} {low}"
+    elif rule.high is not None:
+        bound = f"<= {high}"
+    else:
+        bound = ""
+    what = f"a {kind} {bound}".rstrip()
+    if rule.sequence:
+        order = ", in increasing order" if rule.ascending else ""
+        size = "non-empty " if rule.nonempty else ""
+        return f"a {size}tuple of {kind}s {bound}{order}".replace("  ", " ")
+    return what
+
+
+def contains(rule: Range, value: Any) -> bool:
+    """Whether the number ``value`` lies in ``rule`` (a scalar rule: one item of a sequence)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if not math.isfinite(value) or (rule.integer and value != int(value)):
+        return False
+    if rule.low is not None and (value <= rule.low if rule.low_open else value < rule.low):
+        return False
+    return rule.high is None or value <= rule.high
+
+
+def _fmt(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else f"{x:g}" if x is not None else ""
+
+
 def _problem(rule: Range, value: Any) -> bool:
     if not rule.sequence:
-        return not rule.contains(value)
+        return not contains(rule, value)
     if not isinstance(value, (tuple, list)) or (rule.nonempty and not value):
         return True
-    if not all(rule.contains(v) for v in value):
+    if not all(contains(rule, v) for v in value):
         return True
     return rule.ascending and any(b < a for a, b in zip(value, value[1:]))
 
@@ -250,7 +132,7 @@ def check_fields(config: Any) -> None:
         if _problem(rule, value):
             example = _example(rule)
             raise ConfigError(
-                f"{key}={value!r} is out of range: it must be {rule.describe()}; set e.g. "
+                f"{key}={value!r} is out of range: it must be {describe(rule)}; set e.g. "
                 f"--config.{key}={example}."
             )
 
@@ -279,3 +161,60 @@ def check_which(which: str) -> str:
             "use --which=best or --which=last."
         )
     return which
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Cheap checks of a run config's values, before any data, model or compilation.
+
+    Raises:
+      ConfigError: naming the field, what was wrong and the fix (a ``ValueError``).
+    """
+    try:
+        _validate(config)
+    except ConfigError:
+        raise
+    except ValueError as e:  # the checks' plain ValueErrors are config errors too
+        raise ConfigError(str(e)) from e
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    check_fields(config)  # ranges and choices of every field
+    _check_dataset(config)
+    method = methods.get_method(config.method)  # unknown method -> error with suggestion
+    models.check_name(config.model)
+    if method.uses_teacher:
+        models.check_name(config.teacher.arch)
+        if not config.teacher.checkpoint:
+            raise ValueError(
+                f"method {config.method!r} needs a teacher: set --config.teacher.checkpoint to a "
+                "vanilla run's workdir or an sld-import-teacher output directory."
+            )
+    hardware.compute_dtype(config.compute_dtype)
+    n = mesh_lib.num_devices(config)
+    if config.batch_size % n:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by the number of devices ({n}); "
+            f"use e.g. --config.batch_size={max(n, config.batch_size // n * n)}."
+        )
+    methods.objective_kwargs(method, config.loss)  # an unknown teacher transform fails here
+
+
+def _check_dataset(config: ml_collections.ConfigDict) -> None:
+    """The dataset's own constraints, each a :class:`ConfigError`: an unknown name; a batch larger
+    than the training set (one padded batch per epoch, all but a few of its rows masked: compute
+    and memory for nothing); a placement on the devices of a dataset streamed from the host."""
+    spec = sources.get_spec(config.dataset.name)
+    limit = config.dataset.get("limit_train") or 0
+    num_train = min(limit, spec.train_size) if limit else spec.train_size
+    if config.batch_size > num_train:
+        raise ConfigError(
+            f"batch_size={config.batch_size} is larger than the training set ({num_train} examples of "
+            f"{spec.name}{' after dataset.limit_train' if limit else ''}): an epoch would be one batch "
+            f"padded to {config.batch_size} rows; use --config.batch_size={min(num_train, 64)} or "
+            "another value <= the number of training examples."
+        )
+    if config.get("data_placement", "auto") == "device" and not spec.in_memory:
+        raise ConfigError(
+            f"data_placement='device' needs an in-memory dataset; {spec.name} is streamed from the "
+            "host: use --config.data_placement=host (or auto)."
+        )

@@ -10,7 +10,7 @@ import pytest
 
 from sld_jax import configs_lib
 from sld_jax.errors import ConfigError
-from sld_jax.train import methods, setup, validation
+from sld_jax.train import methods, validation
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.py"))
@@ -60,7 +60,7 @@ def test_config_parses_validates_and_names_valid_pieces(path, arg):
         method = methods.get_method(run.method)
         if method.uses_teacher and not run.teacher.checkpoint:
             run.teacher.checkpoint = "teachers/set-by-the-suite"  # the suite sets the teacher's workdir
-        setup.validate(run)
+        validation.validate(run)
         assert run.optim.lr > 0 and run.num_epochs > 0 and run.batch_size > 0
         if arg and "runlocal" in arg:
             assert (run.model, run.teacher.arch, run.max_steps, run.num_epochs) == (
@@ -162,7 +162,7 @@ def test_every_numeric_field_of_every_config_has_a_stated_range():
         for key, value in validation.flatten(config)
         if validation.is_numeric(value) and validation.rule_for(key) is None
     }
-    assert not unchecked, f"give these fields a range in sld_jax.train.validation.FIELDS: {sorted(unchecked)}"
+    assert not unchecked, f"give these fields a range in sld_jax.train.fields.FIELDS: {sorted(unchecked)}"
 
 
 def test_reference_hyper_parameters():

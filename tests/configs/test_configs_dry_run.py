@@ -19,7 +19,7 @@ import pytest
 from sld_jax import losses, models
 from sld_jax.data import pipeline, sources
 from sld_jax.train import mesh as mesh_lib
-from sld_jax.train import methods, setup
+from sld_jax.train import methods, setup, validation
 from sld_jax.train.data_io import RunData
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
@@ -82,7 +82,7 @@ def test_config_builds_and_traces_its_train_steps(method, mesh, teacher_variable
     method_row = methods.get_method(method)
     if method_row.uses_teacher:
         config.teacher.checkpoint = "in-memory"  # the teacher's variables are handed to build
-    setup.validate(config)
+    validation.validate(config)
     data = RunData(
         spec=SPEC,
         num_train=config.dataset.limit_train,

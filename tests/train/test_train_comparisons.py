@@ -17,7 +17,8 @@ from scipy import stats
 
 from sld_jax import configs_lib
 from sld_jax.errors import ConfigError
-from sld_jax.train import comparisons, loop, setup, suite
+from sld_jax.train import comparisons, loop, suite, validation
+from sld_jax.train import stats as stats_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
@@ -37,13 +38,13 @@ def load(rel, arg=None):
 def test_paired_and_welch_tests_equal_scipy(n):
     rng = np.random.default_rng(n)
     a, b = rng.normal(0.9, 0.01, n), rng.normal(0.895, 0.02, n)
-    ours = comparisons.paired_t(a, b)
+    ours = stats_lib.paired_t(a, b)
     ref = stats.ttest_rel(a, b)
     assert ours["df"] == ref.df
     np.testing.assert_allclose([ours["t"], ours["p"]], [ref.statistic, ref.pvalue], rtol=1e-10)
     np.testing.assert_allclose(ours["ci95"], tuple(ref.confidence_interval(0.95)), rtol=1e-10)
     b2 = rng.normal(0.89, 0.03, n + 1)  # unpaired: another size
-    ours = comparisons.welch_t(a, b2)
+    ours = stats_lib.welch_t(a, b2)
     ref = stats.ttest_ind(a, b2, equal_var=False)
     np.testing.assert_allclose(
         [ours["t"], ours["p"], ours["df"]], [ref.statistic, ref.pvalue, ref.df], rtol=1e-10
@@ -55,7 +56,7 @@ def test_paired_t_by_hand():
     # d = (0.01, 0.02, 0.01): mean 0.04/3, sd 0.01/sqrt(3), se 0.01/3, t = 4, df = 2;
     # t(0.975, 2) = 4.302653 (tables); with 2 df P(T > t) = 1/2 - t / (2 sqrt(2 + t^2)), so
     # p = 1 - 4 / sqrt(18) = 0.057191.
-    r = comparisons.paired_t([0.91, 0.93, 0.92], [0.90, 0.91, 0.91])
+    r = stats_lib.paired_t([0.91, 0.93, 0.92], [0.90, 0.91, 0.91])
     assert r["df"] == 2 and math.isclose(r["t"], 4.0, rel_tol=1e-9)
     assert math.isclose(r["p"], 1 - 4 / math.sqrt(18), rel_tol=1e-9)
     half = 4.302653 * 0.01 / 3
@@ -64,17 +65,17 @@ def test_paired_t_by_hand():
 
 def test_holm_power_and_seeds_to_resolve_by_hand():
     # Holm: sorted 0.01 x 3, 0.03 x 2, 0.04 x 1 -> running maxima 0.03, 0.06, 0.06.
-    assert comparisons.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
-    assert comparisons.holm([0.5, 0.9]) == [1.0, 1.0]
+    assert stats_lib.holm([0.01, 0.04, 0.03]) == [0.03, 0.06, 0.06]
+    assert stats_lib.holm([0.5, 0.9]) == [1.0, 1.0]
     # Paired, effect size d = 1 with 10 pairs: power 0.8031 (the noncentral t value G*Power gives).
-    assert math.isclose(comparisons.power(0.01, 0.01, 0.0, 10, paired=True), 0.8031, abs_tol=5e-4)
-    assert comparisons.seeds_to_resolve(0.01, 0.01, paired=True) == 10
+    assert math.isclose(stats_lib.power(0.01, 0.01, 0.0, 10, paired=True), 0.8031, abs_tol=5e-4)
+    assert stats_lib.seeds_to_resolve(0.01, 0.01, paired=True) == 10
     # Far in the tail (where scipy's noncentral t gives NaN) the power is 1, not NaN.
-    assert comparisons.power(0.01, 0.01, 0.0, 100, paired=True) == pytest.approx(1.0)
-    assert comparisons.seeds_to_resolve(0.0, 0.01, paired=True) is None
-    assert comparisons.seeds_to_resolve(1e-6, 0.05, paired=True) is None  # > MAX_SEEDS
+    assert stats_lib.power(0.01, 0.01, 0.0, 100, paired=True) == pytest.approx(1.0)
+    assert stats_lib.seeds_to_resolve(0.0, 0.01, paired=True) is None
+    assert stats_lib.seeds_to_resolve(1e-6, 0.05, paired=True) is None  # > MAX_SEEDS
     # Welch with equal spreads needs more seeds per run than the paired test at the same spread.
-    assert comparisons.seeds_to_resolve(0.01, 0.01, 0.01, paired=False) > 10
+    assert stats_lib.seeds_to_resolve(0.01, 0.01, 0.01, paired=False) > 10
 
 
 # --- suites -----------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class ChosenLoop:
         self.values = values
 
     def __call__(self, config, workdir):
-        setup.validate(config)
+        validation.validate(config)
         name = pathlib.Path(workdir).name
         per_seed = []
         for k, v in enumerate(self.values.get(name, [0.5] * config.get("num_seeds", 1))):
@@ -147,7 +148,7 @@ def test_comparisons_json_is_recomputable_from_what_it_records(monkeypatch, tmp_
         assert c["values"] == values[c["run"]] and c["baseline_values"] == values[c["baseline"]]
         assert math.isclose(c["p_value"], ref.pvalue, rel_tol=1e-9)
         raw.append(ref.pvalue)
-    np.testing.assert_allclose([c["p_holm"] for c in family], comparisons.holm(raw), rtol=1e-9)
+    np.testing.assert_allclose([c["p_holm"] for c in family], stats_lib.holm(raw), rtol=1e-9)
     assert record["alpha"] == 0.05 and "holm" in record["correction"]
 
 

@@ -19,9 +19,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import kill_points, loop, setup, suite
+from sld_jax.train import kill_points, loop, saved_runs, setup, suite
 from sld_jax.train import teacher as teacher_lib
 from sld_jax.train import workdir as workdir_lib
+from sld_jax.train.preemption import Preemption
 from sld_jax.train.teacher import TeacherError
 
 SPE = 8  # train_tiny_config.STEPS_PER_EPOCH
@@ -65,8 +66,8 @@ def assert_same_as_reference(workdir, result, reference):
     ):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert workdir_lib.read_finished(workdir) == reference["record"]
-    got, _ = ckpt_lib.load_run_variables(workdir, which="best")
-    want, _ = ckpt_lib.load_run_variables(reference["workdir"], which="best")
+    got, _ = saved_runs.load_run_variables(workdir, which="best")
+    want, _ = saved_runs.load_run_variables(reference["workdir"], which="best")
     jax.tree.map(np.testing.assert_array_equal, got, want)
     for name in ("summary.md", "accuracy.png"):
         assert os.path.exists(os.path.join(workdir, name)), name
@@ -89,9 +90,9 @@ def test_a_kill_between_best_and_its_checkpoint_resumes_to_the_uninterrupted_bes
     held, kept = checkpointer.best_steps(), checkpointer.all_steps()
     checkpointer.close()
     assert len(held) == 2 and held[-1] == best and kept == [best - SPE], (held, kept)
-    _, recorded = ckpt_lib.recorded_best_step(workdir)
+    _, recorded = saved_runs.recorded_best_step(workdir)
     assert recorded == held[0]
-    ckpt_lib.load_run_variables(workdir, which="best")  # the recorded best, not the newer one
+    saved_runs.load_run_variables(workdir, which="best")  # the recorded best, not the newer one
     assert workdir_lib.read_finished(workdir) is None
     monkeypatch.undo()
     result = loop.run(tiny(tiny_config_module, digits_data_dir, keep_checkpoints=1), workdir)
@@ -111,13 +112,13 @@ def test_a_best_ahead_of_every_checkpoint_is_dropped_when_its_epoch_is_not_train
         loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
     monkeypatch.undo()
     loop.run(tiny(tiny_config_module, digits_data_dir, max_steps=best - SPE), workdir)
-    known, recorded = ckpt_lib.recorded_best_step(workdir)
+    known, recorded = saved_runs.recorded_best_step(workdir)
     assert known and recorded < best
     checkpointer = ckpt_lib.Checkpointer(workdir)
     assert checkpointer.best_steps() == [recorded]
     checkpointer.close()
     assert workdir_lib.read_finished(workdir)["best_step"] == recorded
-    ckpt_lib.load_run_variables(workdir, which="best")
+    saved_runs.load_run_variables(workdir, which="best")
 
 
 def test_a_missing_best_is_copied_back_from_its_checkpoint_on_the_rerun(
@@ -186,7 +187,7 @@ def test_a_workdir_of_an_older_version_resumes_and_finishes(
     monkeypatch.setattr(ckpt_lib.Checkpointer, "save", old_save)
     loop.run(tiny(tiny_config_module, digits_data_dir, max_steps=2 * SPE), workdir)
     monkeypatch.undo()
-    assert ckpt_lib.recorded_best_step(workdir) == (False, None)
+    assert saved_runs.recorded_best_step(workdir) == (False, None)
     result = loop.run(tiny(tiny_config_module, digits_data_dir), workdir)
     assert_same_as_reference(workdir, result, reference)
 
@@ -198,10 +199,10 @@ def test_readers_refuse_a_best_that_is_not_the_recorded_best_epoch(reference, tm
     shutil.copytree(reference["workdir"], workdir)
     shutil.rmtree(os.path.join(workdir, "best"))  # what an interrupted best/ save leaves, at worst
     with pytest.raises(ckpt_lib.CheckpointError, match=r"best/ of .* holds steps \[\] .* records step"):
-        ckpt_lib.load_run_variables(workdir, which="best")
+        saved_runs.load_run_variables(workdir, which="best")
     with pytest.raises((ckpt_lib.CheckpointError, TeacherError), match="best/ of"):
         teacher_lib.fingerprint(workdir)
-    ckpt_lib.load_run_variables(workdir, which="last")  # the last checkpoint is still readable
+    saved_runs.load_run_variables(workdir, which="last")  # the last checkpoint is still readable
 
 
 def test_a_teacher_fingerprint_names_the_variables_it_holds(reference, tmp_path):
@@ -283,8 +284,8 @@ def test_a_run_stopped_before_its_first_epoch_ends_reads_its_last_checkpoint_as_
     the last checkpoint (as a dry run's tiny teacher is read)."""
     workdir = str(tmp_path / "run")
     loop.run(tiny(tiny_config_module, digits_data_dir, max_steps=2), workdir)
-    assert ckpt_lib.recorded_best_step(workdir) == (True, None)
-    _, meta = ckpt_lib.load_run_variables(workdir, which="best")
+    assert saved_runs.recorded_best_step(workdir) == (True, None)
+    _, meta = saved_runs.load_run_variables(workdir, which="best")
     assert meta["best_step"] is None
 
 
@@ -326,13 +327,13 @@ def test_a_first_ctrl_c_saves_like_sigterm_and_a_second_aborts():
     import signal
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with loop._Preemption() as preemption:
+    with Preemption() as preemption:
         signal.raise_signal(signal.SIGINT)
         assert preemption.requested and preemption.signal_name == "Ctrl-C"
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    with loop._Preemption() as preemption:
+    with Preemption() as preemption:
         signal.raise_signal(signal.SIGTERM)
         assert preemption.signal_name == "SIGTERM"
         signal.raise_signal(signal.SIGTERM)  # a second SIGTERM only repeats the request

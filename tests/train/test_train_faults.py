@@ -26,7 +26,7 @@ import pytest
 from sld_jax import configs_lib, models
 from sld_jax.errors import ConfigError, UserError
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop, teacher, validation
+from sld_jax.train import evaluate, fields, hardware, loop, saved_runs, teacher, validation, workdir_lock
 from sld_jax.train import workdir as workdir_lib
 from sld_jax.train.state import create_train_state, pytorch_sgd
 
@@ -225,12 +225,12 @@ def test_readers_verify_and_sld_eval_refuses_a_failing_checkpoint(saved, tmp_pat
         np.random.default_rng(1),
     )
     with pytest.raises(ckpt_lib.CheckpointError, match="checkpoint 2 in .* refusing to use it"):
-        ckpt_lib.load_run_variables(workdir, which="last", fallback=False)
+        saved_runs.load_run_variables(workdir, which="last", fallback=False)
     with pytest.warns(RuntimeWarning, match="checkpoint 2 in .*unreadable"):
-        variables, _ = ckpt_lib.load_run_variables(workdir, which="last")
+        variables, _ = saved_runs.load_run_variables(workdir, which="last")
     _assert_same(variables["params"], saved[1][1].params)
     with pytest.raises(ConfigError, match="--which must be one of best/last"):
-        ckpt_lib.load_run_variables(workdir, which="bogus")
+        saved_runs.load_run_variables(workdir, which="bogus")
 
 
 # --- the workdir lock ---------------------------------------------------------------------------
@@ -249,28 +249,28 @@ def test_a_workdir_is_locked_against_other_processes_until_the_holder_dies(tmp_p
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, os.path.join(workdir, workdir_lib.LOCK_FILE)],
+        [sys.executable, "-c", HOLD_LOCK, os.path.join(workdir, workdir_lock.LOCK_FILE)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(
-            workdir_lib.WorkdirBusyError,
+            workdir_lock.WorkdirBusyError,
             match=rf"in use by another sld-train run \(host .*, pid {holder.pid}, started then\)",
         ):
-            workdir_lib.WorkdirLock(workdir, enabled=True).acquire()
+            workdir_lock.WorkdirLock(workdir, enabled=True).acquire()
     finally:
         holder.kill()
         holder.wait()
     # The operating system released the dead holder's lock: no stale lock to clean up.
-    with workdir_lib.WorkdirLock(workdir, enabled=True):
-        holder_info = json.loads(pathlib.Path(workdir, workdir_lib.LOCK_FILE).read_text())
+    with workdir_lock.WorkdirLock(workdir, enabled=True):
+        holder_info = json.loads(pathlib.Path(workdir, workdir_lock.LOCK_FILE).read_text())
         assert holder_info["pid"] == os.getpid()
         # A second run in this same process is refused too (flock belongs to the open file).
-        with pytest.raises(workdir_lib.WorkdirBusyError, match=f"pid {os.getpid()}"):
-            workdir_lib.WorkdirLock(workdir, enabled=True).acquire()
-    with workdir_lib.WorkdirLock(workdir, enabled=True):  # released on exit
+        with pytest.raises(workdir_lock.WorkdirBusyError, match=f"pid {os.getpid()}"):
+            workdir_lock.WorkdirLock(workdir, enabled=True).acquire()
+    with workdir_lock.WorkdirLock(workdir, enabled=True):  # released on exit
         pass
 
 
@@ -313,13 +313,13 @@ def test_resume_with_a_changed_computation_is_refused_unless_overridden(tmp_path
 
 
 def test_every_declared_field_is_a_real_field():
-    """validation.FIELDS (ranges, choices, resume rules) names fields of the configs only (the base
+    """fields.FIELDS (ranges, choices, resume rules) names fields of the configs only (the base
     config's, and LS-MLKD's own ``loss.mlkd``)."""
     mlkd = configs_lib.ls_mlkd_config("resnet32x4", "ShuffleV2")
-    fields = {k for c in (configs_lib.base_config(), mlkd) for k, _ in validation.flatten(c)}
-    declared = {k for k in validation.FIELDS if not k.endswith(".*")}
-    assert declared <= fields, declared - fields
-    assert workdir_lib.RESUMABLE_FIELDS <= fields and workdir_lib.SHAPE_FIELDS == {"num_seeds"}
+    present = {k for c in (configs_lib.base_config(), mlkd) for k, _ in validation.flatten(c)}
+    declared = {k for k in fields.FIELDS if not k.endswith(".*")}
+    assert declared <= present, declared - present
+    assert workdir_lib.RESUMABLE_FIELDS <= present and workdir_lib.SHAPE_FIELDS == {"num_seeds"}
 
 
 def test_metrics_keep_one_line_per_epoch_on_resume_and_move_aside_on_a_fresh_start(tmp_path):
@@ -346,7 +346,7 @@ def _bad_value(rule):
     return float("nan")
 
 
-@pytest.mark.parametrize("key", sorted(k for k, f in validation.FIELDS.items() if f.choices))
+@pytest.mark.parametrize("key", sorted(k for k, f in fields.FIELDS.items() if f.choices))
 def test_a_value_outside_each_fields_choices_is_one_clear_error(key):
     config = configs_lib.base_config()
     node = config
@@ -358,7 +358,7 @@ def test_a_value_outside_each_fields_choices_is_one_clear_error(key):
         validation.check_fields(config)
 
 
-@pytest.mark.parametrize("key", sorted(validation.RANGES))
+@pytest.mark.parametrize("key", sorted(fields.RANGES))
 def test_an_out_of_range_value_of_each_field_is_one_clear_error(key):
     config = configs_lib.base_config()
     if key.endswith(".*"):
@@ -547,8 +547,8 @@ def test_a_second_run_or_a_changed_config_cannot_touch_a_run(trained, digits_dat
     changed.seed, changed.optim.lr = 1, 0.01
     with pytest.raises(workdir_lib.RunMismatchError, match="optim.lr .*seed"):
         loop.run(changed, workdir)
-    with workdir_lib.WorkdirLock(workdir, enabled=True):
-        with pytest.raises(workdir_lib.WorkdirBusyError, match=f"pid {os.getpid()}"):
+    with workdir_lock.WorkdirLock(workdir, enabled=True):
+        with pytest.raises(workdir_lock.WorkdirBusyError, match=f"pid {os.getpid()}"):
             loop.run(tiny_config(digits_data_dir, epochs=8), workdir)
     after = {name: pathlib.Path(workdir, name).read_text() for name in before}
     assert after == before
@@ -561,19 +561,19 @@ def test_sld_eval_refuses_a_corrupt_checkpoint_and_a_foreign_config(
 ):
     workdir = trained[0]
     config = tiny_config(digits_data_dir)
-    ok = loop.evaluate(config, workdir, which="last")
+    ok = evaluate.evaluate(config, workdir, which="last")
     assert ok["count"] == 64 and np.isfinite(ok["loss"])
     other = tiny_config(digits_data_dir)
     other.model = "resnet8"
     with pytest.raises(ckpt_lib.CheckpointError, match="does not fit its config.json"):
-        loop.evaluate(other, workdir, which="last")
+        evaluate.evaluate(other, workdir, which="last")
     step = max(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
     _scribble(
         _largest(os.path.join(workdir, "checkpoints", str(step), CHECKPOINT_FILES["array data"])),
         np.random.default_rng(2),
     )
     with pytest.raises(ckpt_lib.CheckpointError, match=f"checkpoint {step} in .*refusing to use it"):
-        loop.evaluate(config, workdir, which="last")
+        evaluate.evaluate(config, workdir, which="last")
     from sld_jax import cli
 
     monkeypatch.setenv(cli.VERBOSE_ENV, "")
@@ -648,26 +648,25 @@ def test_negative_labels_under_jit_wrap_silently_unless_checked():
 def test_num_seeds_is_bounded_by_memory_before_the_states_are_created(monkeypatch):
     """On the CPU the host's available memory bounds K (every local device holds the K states,
     three copies during a step); an accelerator's own memory where it reports one."""
-    from sld_jax.train import setup
     from sld_jax.train.mesh import mesh_for
 
     config = configs_lib.digits_config("vanilla", None, "resnet_tiny")
     config.num_devices = 1
     mesh = mesh_for(config)
-    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: None)
-    monkeypatch.setattr(setup, "host_memory_available", lambda: 2**30)
+    monkeypatch.setattr(hardware, "device_memory_limit", lambda mesh: None)
+    monkeypatch.setattr(hardware, "host_memory_available", lambda: 2**30)
     per_seed = 2**20  # 1 MiB of state: 3 MiB during a step
-    setup.check_seeds_fit(300, per_seed, mesh)
+    hardware.check_seeds_fit(300, per_seed, mesh)
     with pytest.raises(
         ConfigError, match=r"num_seeds=400 needs about 1\.2 GiB.*host has 1\.0 GiB.*num_seeds=341 "
     ):
-        setup.check_seeds_fit(400, per_seed, mesh)
-    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: 2**29)
+        hardware.check_seeds_fit(400, per_seed, mesh)
+    monkeypatch.setattr(hardware, "device_memory_limit", lambda mesh: 2**29)
     with pytest.raises(ConfigError, match=r"a device has 0\.5 GiB.*num_seeds=170 "):
-        setup.check_seeds_fit(300, per_seed, mesh)
-    monkeypatch.setattr(setup, "host_memory_available", lambda: None)
-    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: None)
-    setup.check_seeds_fit(10**9, per_seed, mesh)  # nothing known: nothing refused
+        hardware.check_seeds_fit(300, per_seed, mesh)
+    monkeypatch.setattr(hardware, "host_memory_available", lambda: None)
+    monkeypatch.setattr(hardware, "device_memory_limit", lambda mesh: None)
+    hardware.check_seeds_fit(10**9, per_seed, mesh)  # nothing known: nothing refused
     monkeypatch.undo()
     if sys.platform == "linux":
-        assert setup.host_memory_available() > 0
+        assert hardware.host_memory_available() > 0

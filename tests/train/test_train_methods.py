@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sld_jax import configs_lib, losses
-from sld_jax.train import methods, setup
+from sld_jax.train import methods, setup, validation
 from sld_jax.train.mesh import mesh_for
 
 
@@ -43,7 +43,7 @@ def test_a_registered_method_trains_one_step_through_setup_build(toy_method, dig
     config.loss.ce_weight = 0.1
     config.dataset.data_dir = digits_data_dir
     config.dataset.limit_train, config.batch_size, config.num_devices = 64, 32, 2
-    setup.validate(config)
+    validation.validate(config)
     built = setup.build(config, mesh_for(config))
     assert built.method is toy_method
     dispatch = built.dispatch(student_swap=False)

@@ -18,8 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop
+from sld_jax.train import loop, saved_runs
 from sld_jax.train.seeds import per_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,7 +103,7 @@ def test_two_processes_match_one_process_with_four_devices(digits_data_dir, tmp_
     assert int(reference["state"].step[0]) == STEPS
 
     # The checkpoint both processes wrote into the shared workdir restores here (another topology).
-    variables, meta = ckpt_lib.load_run_variables(workdir, which="last")
+    variables, meta = saved_runs.load_run_variables(workdir, which="last")
     expected = jax.device_get(
         {"params": reference["state"].params, "batch_stats": reference["state"].batch_stats}
     )

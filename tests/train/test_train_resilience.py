@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop
+from sld_jax.train import loop, saved_runs
 from sld_jax.train.seeds import per_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -98,8 +98,8 @@ def assert_trees_equal(actual, expected):
 def assert_same_run(workdir, result, reference):
     """The resumed run ended in exactly the reference's state, on device and on disk."""
     assert_trees_equal(host(result["state"]), host(reference["state"]))
-    saved, meta = ckpt_lib.load_run_variables(workdir, which="last")
-    expected, _ = ckpt_lib.load_run_variables(reference["workdir"], which="last")
+    saved, meta = saved_runs.load_run_variables(workdir, which="last")
+    expected, _ = saved_runs.load_run_variables(reference["workdir"], which="last")
     assert_trees_equal(saved, expected)
     assert [h["epoch"] for h in per_seed(meta)[0]["history"]] == list(range(1, EPOCHS + 1))
     # One metrics line per epoch: lines written after the checkpoint resumed from are dropped.
@@ -230,7 +230,7 @@ def preempted(digits_data_dir, tmp_path_factory, request):
     )
     stop = int(stopped[1])
     steps_after_term = checkpoint_steps(workdir)
-    _, meta_after_term = ckpt_lib.load_run_variables(workdir, which="last")
+    _, meta_after_term = saved_runs.load_run_variables(workdir, which="last")
 
     # Leave >= 1.5 epochs after the kill so that it lands before the run ends, even when slow.
     kill_at = int(rng.integers(stop + 1, max(stop + 2, TOTAL_STEPS - SPE - SPE // 2)))
@@ -392,7 +392,7 @@ def test_leftover_temporary_checkpoint_directory_is_ignored(reference, tmp_path)
     _truncate_arrays(leftover)
     # A reader (sld-eval, a student loading its teacher) skips it and leaves it alone: it may be
     # the save in progress of a run that is still training.
-    _, meta = ckpt_lib.load_run_variables(workdir, which="last")
+    _, meta = saved_runs.load_run_variables(workdir, which="last")
     assert len(per_seed(meta)[0]["history"]) == EPOCHS and os.path.isdir(leftover)
     # The trainer, starting on this workdir, ignores it.
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=4)
@@ -458,7 +458,7 @@ def test_failed_save_mid_run_keeps_the_previous_checkpoint(reference, digits_dat
 
     assert checkpoint_steps(workdir) == [SPE, 2 * SPE]
     assert unreadable_checkpoints(os.path.join(workdir, "checkpoints")) == {}
-    _, meta = ckpt_lib.load_run_variables(workdir, which="last")
+    _, meta = saved_runs.load_run_variables(workdir, which="last")
     assert [h["epoch"] for h in per_seed(meta)[0]["history"]] == [1, 2]
     # Once there is space again, rerunning resumes from that checkpoint and ends where the
     # uninterrupted run ended.

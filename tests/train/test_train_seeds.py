@@ -45,7 +45,7 @@ from jax.sharding import PartitionSpec as P
 from sld_jax import configs_lib, models
 from sld_jax.data import pipeline, sources
 from sld_jax.errors import ConfigError
-from sld_jax.train import loop, setup
+from sld_jax.train import evaluate, hardware, loop, preemption, setup, validation
 from sld_jax.train import metrics as metrics_lib
 from sld_jax.train.dispatch import compile_train_step
 from sld_jax.train.mesh import mesh_for
@@ -94,12 +94,12 @@ def run_one_step_per_call(config, data_dir, *, at_steps, seeds=(0, 1)):
     split = dataclasses.replace(split, images=split.images[:n], labels=split.labels[:n])
     step = compile_train_step(built.step_config(student_swap=False), mesh)
     init = models.get_model(config.model, num_classes=split.spec.num_classes)
-    dtype = setup.compute_dtype(config.compute_dtype)
+    dtype = hardware.compute_dtype(config.compute_dtype)
     replicated = NamedSharding(mesh, P())
     out = {}
     for seed in seeds:
         variables = models.init_variables(init, jax.random.PRNGKey(seed), image_size=split.spec.image_size)
-        variables = setup.variables_in_compute_dtype(variables, dtype)
+        variables = hardware.variables_in_compute_dtype(variables, dtype)
         state = jax.device_put(create_train_state(variables, built.tx), replicated)
         rng = jax.device_put(jax.random.PRNGKey(seed), replicated)
         out[seed] = {}
@@ -162,7 +162,7 @@ def test_a_run_equals_one_step_per_call_in_float64(
 
 def test_float64_needs_64_bit_jax(tiny_config):
     with jax.enable_x64(False), pytest.raises(ValueError, match="JAX_ENABLE_X64=1"):
-        setup.validate(tiny_config(compute_dtype="float64"))
+        validation.validate(tiny_config(compute_dtype="float64"))
 
 
 # --- float32 over a short horizon ----------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_two_seeds_report_each_seed_and_their_mean(two_seeds):
 
 def test_sld_eval_reports_every_seed_and_their_mean(two_seeds):
     config = ml_collections.ConfigDict(json.load(open(os.path.join(two_seeds["workdir"], "config.json"))))
-    result = loop.evaluate(config, two_seeds["workdir"], which="last")
+    result = evaluate.evaluate(config, two_seeds["workdir"], which="last")
     last = [r["last"]["test_top1"] for r in two_seeds["seeds"]]
     np.testing.assert_allclose([s["top1"] for s in result["seeds"]], last, rtol=1e-6)
     np.testing.assert_allclose(result["top1"], np.mean(last), rtol=1e-6)
@@ -240,8 +240,10 @@ def test_two_seeds_resume_after_preemption_and_a_corrupt_checkpoint(
     workdir = str(tmp_path / "run")
     config = tiny_config(num_seeds=2)
     preemptions = []
-    enter = loop._Preemption.__enter__
-    monkeypatch.setattr(loop._Preemption, "__enter__", lambda self: preemptions.append(self) or enter(self))
+    enter = preemption.Preemption.__enter__
+    monkeypatch.setattr(
+        preemption.Preemption, "__enter__", lambda self: preemptions.append(self) or enter(self)
+    )
     update = metrics_lib.Progress.update
 
     def update_then_preempt(self, *args, **kwargs):
@@ -307,10 +309,10 @@ def test_a_nonfinite_seed_is_named_and_the_others_train_on(
 def test_a_step_that_does_not_fit_in_device_memory_is_refused_before_training(
     tiny_config, digits_data_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(setup, "device_memory_limit", lambda mesh: 1024)
+    monkeypatch.setattr(hardware, "device_memory_limit", lambda mesh: 1024)
     # The states alone would not fit either: that earlier check (tests/train/test_train_faults.py)
     # is off here, so that the compiled step's own check is the one that refuses.
-    monkeypatch.setattr(setup, "check_seeds_fit", lambda *args: None)
+    monkeypatch.setattr(hardware, "check_seeds_fit", lambda *args: None)
     config = tiny_config(num_seeds=2, max_steps=1)
     with pytest.raises(ConfigError, match=r"num_seeds=2 .* needs about .* GiB per device"):
         loop.run(config, str(tmp_path / "run"))
@@ -332,7 +334,7 @@ def test_bad_seed_fields_are_refused_before_any_work(field, value, message):
     config = configs_lib.digits_config("vanilla", None, "resnet_tiny").to_dict()
     config[field] = value  # as a config file could build it
     with pytest.raises(ValueError, match=message):
-        setup.validate(ml_collections.ConfigDict(config))
+        validation.validate(ml_collections.ConfigDict(config))
 
 
 @pytest.mark.cross_program

@@ -12,7 +12,7 @@ import pytest
 
 from sld_jax.errors import ConfigError
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import loop, seeds, setup, suite
+from sld_jax.train import loop, saved_runs, seeds, suite, validation
 from sld_jax.train import workdir as workdir_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
@@ -50,7 +50,7 @@ class FakeLoop:
         self.old_form = old_form
 
     def __call__(self, config, workdir):
-        setup.validate(config)  # what loop.run checks first
+        validation.validate(config)  # what loop.run checks first
         self.calls.append((config, workdir))
         per_seed = seed_results(config)
         result = {"history": per_seed[0]["history"], "best": per_seed[0]["best"], "last": per_seed[0]["last"]}
@@ -76,7 +76,7 @@ def saved(monkeypatch):
             raise ckpt_lib.CheckpointError(f"no checkpoint in {workdir}")
         return {}, metas[workdir]
 
-    monkeypatch.setattr(ckpt_lib, "load_run_variables", load_run_variables)
+    monkeypatch.setattr(saved_runs, "load_run_variables", load_run_variables)
     return metas
 
 
