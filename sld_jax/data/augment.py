@@ -76,6 +76,14 @@ def _check_example_ids(example_ids: jax.Array, batch: int) -> None:
         )
 
 
+def _check_batch(images_u8: jax.Array, example_ids: jax.Array) -> None:
+    """Raises unless ``images_u8`` is a uint8 ``[B, H, W, 3]`` batch of images of at least 3x3
+    pixels and ``example_ids`` holds one integer id per image."""
+    _check_image("images_u8", images_u8, 4)
+    _check_min_size("images_u8", images_u8)
+    _check_example_ids(example_ids, images_u8.shape[0])
+
+
 # ----------------------------------------------------------------------------- crop and flip
 
 
@@ -431,9 +439,7 @@ def make_views(
     Returns:
       ``(weak, strong)``: float32 ``[B, H, W, 3]`` each.
     """
-    _check_image("images_u8", images_u8, 4)
-    _check_min_size("images_u8", images_u8)
-    _check_example_ids(example_ids, images_u8.shape[0])
+    _check_batch(images_u8, example_ids)
     padding = _check_padding(padding)
     mean_arr = _as_channel_stats("mean", mean)
     std_arr = _as_channel_stats("std", std)
@@ -466,9 +472,7 @@ def strong_from_cropped(
     Returns:
       float32 ``[B, H, W, 3]``.
     """
-    _check_image("images_u8", images_u8, 4)
-    _check_min_size("images_u8", images_u8)
-    _check_example_ids(example_ids, images_u8.shape[0])
+    _check_batch(images_u8, example_ids)
     mean_arr = _as_channel_stats("mean", mean)
     std_arr = _as_channel_stats("std", std)
     _, strong_keys = _example_keys(rng, example_ids)

@@ -392,6 +392,18 @@ def _arrays_sha256(image: np.ndarray, label: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _arrays_layout(image: np.ndarray, label: np.ndarray) -> dict:
+    """The example count, shapes and dtypes of a split's arrays, as a cache file records them
+    (``count`` is -1 for a 0-d ``label``, found only in a damaged or foreign file)."""
+    return {
+        "count": int(label.shape[0]) if label.ndim else -1,
+        "image_shape": [int(d) for d in image.shape],
+        "image_dtype": image.dtype.str,
+        "label_shape": [int(d) for d in label.shape],
+        "label_dtype": label.dtype.str,
+    }
+
+
 def _source_identity(root: str, builder_dir: str) -> dict | None:
     """What identifies the prepared TFDS files a split was read from, or None if they are gone.
 
@@ -422,11 +434,7 @@ def _cache_record(spec: DatasetSpec, split: str, raw: Mapping[str, np.ndarray], 
         "dataset": spec.name,
         "tfds_name": spec.tfds_name,
         "split": split,
-        "count": int(label.shape[0]),
-        "image_shape": [int(d) for d in image.shape],
-        "image_dtype": image.dtype.str,
-        "label_shape": [int(d) for d in label.shape],
-        "label_dtype": label.dtype.str,
+        **_arrays_layout(image, label),
         "sha256": _arrays_sha256(image, label),
         "source": source,
     }
@@ -466,14 +474,7 @@ def _read_cache(root: str, spec: DatasetSpec, split: str) -> dict[str, np.ndarra
     for key, want in (("dataset", spec.name), ("tfds_name", spec.tfds_name), ("split", split)):
         if meta.get(key) != want:
             raise _StaleCache(f"it holds {key} {meta.get(key)!r}, not {want!r}")
-    found = {
-        "count": int(label.shape[0]) if label.ndim else -1,
-        "image_shape": [int(d) for d in image.shape],
-        "image_dtype": image.dtype.str,
-        "label_shape": [int(d) for d in label.shape],
-        "label_dtype": label.dtype.str,
-    }
-    for key, got in found.items():
+    for key, got in _arrays_layout(image, label).items():
         if meta.get(key) != got:
             raise _StaleCache(f"its arrays have {key} {got}, recorded {meta.get(key)}")
     if _arrays_sha256(image, label) != meta.get("sha256"):

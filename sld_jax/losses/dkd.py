@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from sld_jax.losses import _checks, _two_views
-from sld_jax.losses.divergences import LogitTransform, cross_entropy, masked_mean
+from sld_jax.losses.divergences import LogitTransform
+from sld_jax.losses.kd import _ce_and_kd
 
 
 def _binary_log_probs(z: jax.Array, is_label: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -167,14 +168,10 @@ def dkd_objective(
     views, labels, mask = _two_views.prepare(
         student_weak, student_strong, teacher_weak, teacher_strong, labels, where
     )
-    logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
-    ce = jnp.float32(0.0)
-    kd = jnp.float32(0.0)
-    for s, t in views:
-        ce = ce + masked_mean(cross_entropy(s, labels), mask)
-        t = _two_views.teacher_target(t, labels, teacher_transform)
-        if logit_standardization:
-            s, t = _two_views.standardize_pair(s, t)
-        kd = kd + masked_mean(dkd_loss(s, t, labels, alpha=alpha, beta=beta, temperature=temperature), mask)
+
+    def per_example_kd(s, target, labels):
+        return dkd_loss(s, target, labels, alpha=alpha, beta=beta, temperature=temperature)
+
+    ce, kd = _ce_and_kd(views, labels, mask, teacher_transform, logit_standardization, per_example_kd)
     factor = jnp.asarray(warmup_factor, jnp.float32)
     return _two_views.finish({"ce": ce_weight * ce, "kd": factor * kd})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -50,6 +52,32 @@ def kd_loss(
     )
     loss = multi_temperature_kd(student_logits, teacher_logits, temperatures=(temperature,))[..., 0]
     return loss if where is None else jnp.where(where, loss, 0.0)
+
+
+def _ce_and_kd(
+    views: list[tuple[jax.Array, jax.Array]],
+    labels: jax.Array,
+    mask: jax.Array | None,
+    teacher_transform: LogitTransform | None,
+    logit_standardization: bool,
+    per_example_kd: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+) -> tuple[jax.Array, jax.Array]:
+    """``(ce, kd)``: the batch-mean CE and KD of each view of :func:`_two_views.prepare`, summed.
+
+    CE uses the raw student logits; ``per_example_kd(student, target, labels)`` gets the student
+    logits and the gradient-stopped teacher target after ``teacher_transform``, both z-scored when
+    ``logit_standardization`` (a static bool, validated here).
+    """
+    logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
+    ce = jnp.float32(0.0)
+    kd = jnp.float32(0.0)
+    for s, t in views:
+        ce = ce + masked_mean(cross_entropy(s, labels), mask)
+        target = _two_views.teacher_target(t, labels, teacher_transform)
+        if logit_standardization:
+            s, target = _two_views.standardize_pair(s, target)
+        kd = kd + masked_mean(per_example_kd(s, target, labels), mask)
+    return ce, kd
 
 
 def kd_objective(
@@ -103,15 +131,11 @@ def kd_objective(
     views, labels, mask = _two_views.prepare(
         student_weak, student_strong, teacher_weak, teacher_strong, labels, where
     )
-    logit_standardization = _checks.check_static_bool("logit_standardization", logit_standardization)
-    ce = jnp.float32(0.0)
-    kd = jnp.float32(0.0)
-    for s, t in views:
-        ce = ce + masked_mean(cross_entropy(s, labels), mask)
-        target = _two_views.teacher_target(t, labels, teacher_transform)
-        if logit_standardization:
-            s, target = _two_views.standardize_pair(s, target)
-        kd = kd + masked_mean(multi_temperature_kd(s, target, temperatures=temperature)[..., 0], mask)
+
+    def per_example_kd(s, target, labels):
+        return multi_temperature_kd(s, target, temperatures=temperature)[..., 0]
+
+    ce, kd = _ce_and_kd(views, labels, mask, teacher_transform, logit_standardization, per_example_kd)
     return _two_views.finish({"ce": ce_weight * ce, "kd": kd_weight * kd})
 
 
