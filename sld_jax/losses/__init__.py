@@ -15,6 +15,10 @@ take ``student_embeddings=`` and ``teacher_embeddings=``. Every teacher-side log
 from sld_jax.losses.dkd import dkd_loss
 from sld_jax.losses.dkd import dkd_objective
 from sld_jax.losses.dkd import dkd_warmup_factor
+from sld_jax.losses.fused_linear import fused_linear_cross_entropy
+from sld_jax.losses.fused_linear import fused_linear_distill_loss
+from sld_jax.losses.fused_linear import fused_linear_distill_loss_from_teacher_logits
+from sld_jax.losses.fused_linear import fused_linear_distill_loss_from_teacher_topk
 from sld_jax.losses.fused_linear import fused_linear_sld_loss
 from sld_jax.losses.fused_linear import fused_linear_sld_loss_from_teacher_logits
 from sld_jax.losses.fused_linear import fused_linear_sld_loss_from_teacher_topk
@@ -75,6 +79,10 @@ __all__ = [
     "dkd_sld_objective",
     "dkd_warmup_factor",
     "extreme_addition",
+    "fused_linear_cross_entropy",
+    "fused_linear_distill_loss",
+    "fused_linear_distill_loss_from_teacher_logits",
+    "fused_linear_distill_loss_from_teacher_topk",
     "fused_linear_sld_loss",
     "fused_linear_sld_loss_from_teacher_logits",
     "fused_linear_sld_loss_from_teacher_topk",

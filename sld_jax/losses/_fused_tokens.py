@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sld_jax.losses import _checks, _fused_sld_chunks
+from sld_jax.losses import _checks, _fused_chunks
 
 
 def check_matrix(name: str, x: object, what: str) -> None:
@@ -108,6 +108,11 @@ def objective(
     stop_gradient_pseudo_teacher,
     vocab_axis_name,
     token_axis_name,
+    divergence="forward_kl",
+    beta=0.5,
+    temperature_scaling=True,
+    teacher_transform="swap",
+    conditional_swap_alpha=0.5,
 ):
     """Validates, flattens and pads the tokens, runs the kernel and reduces over valid tokens."""
     check_hidden_and_kernel(
@@ -127,7 +132,10 @@ def objective(
             f"student_swap=bool(epoch > gamma), got {type(student_swap).__name__}."
         )
     sg = _checks.check_static_bool("stop_gradient_pseudo_teacher", stop_gradient_pseudo_teacher)
-    temps = _checks.check_temperatures(temperatures)
+    scaling = _checks.check_static_bool("temperature_scaling", temperature_scaling)
+    temps = _checks.check_temperatures(temperatures) if teacher_kind != "none" else ()
+    divergence, beta = _kernel_divergence(divergence, beta, teacher_kind)
+    alpha = _check_transform(teacher_transform, conditional_swap_alpha, student_swap)
     token_chunk = check_chunk("token_chunk", token_chunk)
     if logit_soft_cap is not None:
         logit_soft_cap = _checks.check_static_number(
@@ -138,9 +146,16 @@ def objective(
     if where is not None:
         where = where.astype(bool)
     _checks.check_labels(labels, _Shape(lead + (vocab,)), "the student's logits", where)
-    cfg = _fused_sld_chunks.Config(
+    cfg = _fused_chunks.Config(
         temps=temps,
         student_temps=temps if 1.0 in temps else temps + (1.0,),
+        teacher_temps=temps
+        + ((1.0,) if teacher_transform == "conditional_swap" and 1.0 not in temps else ()),
+        scales=tuple(float(t) * float(t) if scaling else 1.0 for t in temps),
+        divergence=divergence,
+        beta=beta,
+        transform=teacher_transform,
+        alpha=alpha,
         student_swap=bool(student_swap),
         stop_gradient_pseudo_teacher=sg,
         token_chunk=0,
@@ -165,7 +180,7 @@ def objective(
     if teacher_kind == "topk":
         tok = tok + (y,)
     bias = jnp.zeros((local_columns,), student_kernel.dtype) if student_bias is None else student_bias
-    ce, kd, t_fired, s_fired = _fused_sld_chunks.per_token(
+    ce, kd, t_fired, s_fired = _fused_chunks.per_token(
         tokens(student_hidden), student_kernel, bias, tok, teacher_const, y, valid, cfg
     )
 
@@ -189,6 +204,43 @@ def objective(
         "student_swap_fraction": stop(total(s_fired) / denom),
     }
     return loss, metrics
+
+
+def _kernel_divergence(divergence, beta, teacher_kind) -> tuple[str, float]:
+    """The kernel's divergence for the user's ``(divergence, beta)``: JSD at β = 0 is the forward KL
+    and at β = 1 the reverse KL (TRL's convention); a sparse teacher has no reverse KL."""
+    if divergence not in _fused_chunks.DIVERGENCES:
+        raise ValueError(
+            f"divergence must be one of {', '.join(_fused_chunks.DIVERGENCES)}, got {divergence!r}."
+        )
+    beta = _checks.check_static_number("beta", beta, low=0.0, high=1.0)
+    if divergence == "jsd" and beta in (0.0, 1.0):
+        divergence = "forward_kl" if beta == 0.0 else "reverse_kl"
+    if teacher_kind == "topk" and divergence in ("reverse_kl", "symmetric_kl"):
+        raise ValueError(
+            f"divergence={divergence!r} needs the teacher's probability of every token, but a top-k teacher "
+            "has none outside its k entries (log 0 = -inf); use forward_kl, jsd (0 <= beta < 1) or tvd, or "
+            "pass the full teacher logits."
+        )
+    return divergence, beta
+
+
+def _check_transform(teacher_transform, alpha, student_swap):
+    """The conditional swap's α (None for the other transforms), after checking the transform."""
+    if teacher_transform not in _fused_chunks.TRANSFORMS:
+        raise ValueError(
+            f"teacher_transform must be None, 'swap' or 'conditional_swap', got {teacher_transform!r}."
+        )
+    if student_swap and teacher_transform is None:
+        raise ValueError(
+            "student_swap=True adds SLD's pseudo-teacher term, which comes with a teacher swap: pass "
+            "teacher_transform='swap' (or 'conditional_swap'), or student_swap=False."
+        )
+    if teacher_transform != "conditional_swap":
+        return None
+    return _checks.check_static_number(
+        "conditional_swap_alpha", alpha, low=0.0, high=1.0, low_inclusive=False
+    )
 
 
 class _Shape:
