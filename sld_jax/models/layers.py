@@ -11,6 +11,10 @@ Everything here is NHWC (channels last) and keeps parameters in float32 whatever
 * :class:`Linear` is a dense layer with ``torch.nn.Linear``'s default initialisation.
 * ``kaiming_normal_fan_out`` / ``torch_default_kernel_init`` / :func:`torch_default_bias_init`
   are the initialisers the reference definitions use.
+* :class:`ZooModule` holds the fields every network and block of the zoo takes (``dtype``,
+  ``axis_name``, ``fast_kernel_grad``); :func:`conv_bn` and :func:`zoo_fields` pass them on to the
+  layers and blocks a module builds. :class:`ZooModel` is the call convention of every network
+  (``(x, *, train, mask=None) -> (logits, features)``) and :func:`classifier` its linear head.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ __all__ = [
     "torch_default_bias_init",
     "check_images",
     "global_mean_pool",
+    "ZooModule",
+    "ZooModel",
+    "zoo_fields",
+    "conv_bn",
+    "classifier",
 ]
 
 # ``torch.nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")``: an untruncated normal with
@@ -410,3 +419,96 @@ def global_mean_pool(x: Array) -> Array:
     map (e.g. ``k = 8`` at 32x32 input for the CIFAR ResNets), and to ``AdaptiveAvgPool2d(1)``.
     """
     return jnp.mean(x, axis=(1, 2), dtype=jnp.promote_types(x.dtype, jnp.float32)).astype(x.dtype)
+
+
+class ZooModule(nn.Module, kw_only=True):
+    """Base of every network and block of the zoo: the keyword-only fields they all take.
+
+    Subclasses add their own fields, which come first (positionally) in the constructor.
+
+    Attributes:
+      dtype: compute dtype (parameters are float32).
+      axis_name: mapped axis for cross-replica BatchNorm statistics, or None.
+      fast_kernel_grad: compute the kernel gradients of ungrouped convolutions on CPU by matrix products
+        (:func:`conv_general_dilated`); False: XLA's native gradient.
+    """
+
+    dtype: Any = jnp.float32
+    axis_name: str | None = None
+    fast_kernel_grad: bool = True
+
+
+def zoo_fields(module: ZooModule) -> dict[str, Any]:
+    """``module``'s ``dtype``, ``axis_name`` and ``fast_kernel_grad`` as keyword arguments of a submodule."""
+    return {"dtype": module.dtype, "axis_name": module.axis_name, "fast_kernel_grad": module.fast_kernel_grad}
+
+
+def conv_bn(
+    module: ZooModule, kernel_init: Initializer = kaiming_normal_fan_out
+) -> tuple[Callable[..., nn.Conv], Callable[..., BatchNorm]]:
+    """The convolution and BatchNorm constructors of ``module``'s layers.
+
+    Args:
+      module: the module that builds the layers (inside its ``nn.compact`` method).
+      kernel_init: the convolutions' kernel initialiser.
+
+    Returns:
+      ``(conv, bn)``: :func:`conv2d` with ``module``'s ``dtype`` and ``fast_kernel_grad`` and ``kernel_init``
+      (called as ``conv(features, kernel_size, stride=..., padding=..., name=...)``), and :class:`BatchNorm`
+      with its ``dtype`` and ``axis_name`` (called as ``bn(name=...)``).
+    """
+    conv = functools.partial(
+        conv2d, dtype=module.dtype, fast_kernel_grad=module.fast_kernel_grad, kernel_init=kernel_init
+    )
+    bn = functools.partial(BatchNorm, dtype=module.dtype, axis_name=module.axis_name)
+    return conv, bn
+
+
+class ZooModel(ZooModule, kw_only=True):
+    """Base of the zoo's networks, called as ``(x, *, train, mask=None) -> (logits, features)``.
+
+    ``__call__`` checks the input (:func:`check_images`), casts it to ``dtype`` and passes it to
+    :meth:`forward`, which builds the network, fills the ``features`` dict and returns the logits.
+    Subclasses declare a ``num_classes`` field (the classifier's outputs) and implement :meth:`forward`.
+    """
+
+    @nn.compact
+    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+        """Forward pass.
+
+        Args:
+          x: ``[B, H, W, 3]`` float images, normalised.
+          train: True for batch statistics (and running-statistic updates), False for running ones.
+          mask: optional ``[B]`` bool; False rows are left out of BatchNorm batch statistics.
+
+        Returns:
+          ``(logits, features)``: ``logits`` ``[B, num_classes]`` float32, ``features`` a dict of arrays in
+          the compute dtype (see the subclass).
+        """
+        check_images(x, type(self).__name__)
+        feats: dict[str, Array] = {}
+        logits = self.forward(x.astype(self.dtype), feats, train=train, mask=mask)
+        return logits.astype(jnp.float32), feats
+
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]`` in ``dtype``: adds its features to ``feats`` and returns the
+        logits ``[B, num_classes]`` in ``dtype``. Implemented by each network."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward.")
+
+
+def classifier(
+    module: ZooModel, x: Array, *, name: str, normal_weight: bool = False, zero_bias: bool = False
+) -> Array:
+    """The linear classifier of ``module``: :class:`Linear` ``[B, D]`` -> ``[B, module.num_classes]`` in
+    ``module.dtype``, named ``name``.
+
+    Initialised as ``torch.nn.Linear`` (weight and bias uniform in ``+-1/sqrt(D)``), but with the weight
+    normal(0, 0.01) if ``normal_weight`` and the bias zero if ``zero_bias``.
+    """
+    return Linear(
+        module.num_classes,
+        dtype=module.dtype,
+        kernel_init=nn.initializers.normal(0.01) if normal_weight else None,
+        bias_init=nn.initializers.zeros if zero_bias else None,
+        name=name,
+    )(x)

@@ -28,11 +28,12 @@ from sld_jax.models.cifar.resnet import (
     resnet110,
     resnet_tiny,
 )
-from sld_jax.models.cifar.resnetv2 import ResNet18, ResNet50, ResNetV2
+from sld_jax.models.cifar.resnetv2 import ResNet18, ResNet50
 from sld_jax.models.cifar.shufflenetv1 import ShuffleNetV1, channel_shuffle, shufflenet_v1
 from sld_jax.models.cifar.shufflenetv2 import ShuffleNetV2, shufflenet_v2
 from sld_jax.models.cifar.vgg import VGG, VGG_CONFIGS, vgg8, vgg11, vgg13, vgg16, vgg19
 from sld_jax.models.cifar.wrn import WideResNet, wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2
+from sld_jax.models.resnet import ResNet
 
 __all__ = [
     "CIFAR_MODELS",
@@ -40,7 +41,7 @@ __all__ = [
     "CifarResNet",
     "InvertedResidual",
     "MobileNetV2Cifar",
-    "ResNetV2",
+    "ResNet",
     "ShuffleNetV1",
     "ShuffleNetV2",
     "VGG",

@@ -6,7 +6,8 @@ the expansion conv is present even where the expansion ratio is 1), a 1x1 conv t
 global average pool and a linear classifier. ReLU, not ReLU6, as the reference.
 
 Submodules follow the PyTorch names: ``conv1_0`` (conv) / ``conv1_1`` (BN), ``blocks_{s}_{i}/conv_{0,1,3,4,6,7}``
-(convs at 0, 3, 6 and BatchNorms at 1, 4, 7), ``conv2_0`` / ``conv2_1``, ``classifier_0``.
+(convs at 0, 3, 6 and BatchNorms at 1, 4, 7; the ``"cifar"`` layout of
+:class:`~sld_jax.models.mobilenet_blocks.InvertedResidual`), ``conv2_0`` / ``conv2_1``, ``classifier_0``.
 Initialisation as the reference: conv weights normal with std ``sqrt(2 / (k*k*out))``, BatchNorm 1 / 0,
 classifier weight normal(0, 0.01) and bias 0.
 """
@@ -14,13 +15,18 @@ classifier weight normal(0, 0.01) and bias 0.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.layers import (
+    ZooModel,
+    classifier,
+    conv_bn,
+    global_mean_pool,
+    zoo_fields,
+)
+from sld_jax.models.mobilenet_blocks import InvertedResidual
 
 Array = jax.Array
 
@@ -38,38 +44,7 @@ _SETTING = (
 )
 
 
-class InvertedResidual(nn.Module):
-    """Expand (1x1) - depthwise (3x3, stride) - project (1x1) with BN; residual when shapes match.
-
-    ``[B, H, W, inp]`` -> ``[B, H/stride, W/stride, oup]`` in ``dtype``.
-    """
-
-    inp: int
-    oup: int
-    stride: int
-    expand_ratio: int
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-        """Apply the block."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        hidden = self.inp * self.expand_ratio
-        y = conv(hidden, 1, name="conv_0")(x)
-        y = nn.relu(bn(name="conv_1")(y, train=train, mask=mask))
-        y = conv(hidden, 3, stride=self.stride, padding=1, groups=hidden, name="conv_3")(y)
-        y = nn.relu(bn(name="conv_4")(y, train=train, mask=mask))
-        y = conv(self.oup, 1, name="conv_6")(y)
-        y = bn(name="conv_7")(y, train=train, mask=mask)
-        if self.stride == 1 and self.inp == self.oup:
-            return x + y
-        return y
-
-
-class MobileNetV2Cifar(nn.Module):
+class MobileNetV2Cifar(ZooModel):
     """CIFAR MobileNetV2. Call ``(x, *, train, mask=None) -> (logits, features)``.
 
     * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 16 works (the pool is a
@@ -92,18 +67,10 @@ class MobileNetV2Cifar(nn.Module):
     expansion: int = 6
     width_mult: float = 0.5
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self)
         cin = int(32 * self.width_mult)
         x = conv(cin, 3, stride=2, padding=1, name="conv1_0")(x)
         x = nn.relu(bn(name="conv1_1")(x, train=train, mask=mask))
@@ -113,32 +80,18 @@ class MobileNetV2Cifar(nn.Module):
             t = self.expansion if t == "T" else t
             cout = int(c * self.width_mult)
             for i in range(n):
-                x = InvertedResidual(
-                    cin,
-                    cout,
-                    stride if i == 0 else 1,
-                    t,
-                    dtype=self.dtype,
-                    axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad,
-                    name=f"blocks_{s}_{i}",
-                )(x, train=train, mask=mask)
+                block = InvertedResidual(
+                    cin, cout, stride if i == 0 else 1, t, "cifar", **zoo_fields(self), name=f"blocks_{s}_{i}"
+                )
+                x = block(x, train=train, mask=mask)
                 cin = cout
             if s in exposed:
                 feats[exposed[s]] = x
         last = int(1280 * self.width_mult) if self.width_mult > 1.0 else 1280
         x = conv(last, 1, name="conv2_0")(x)
         x = nn.relu(bn(name="conv2_1")(x, train=train, mask=mask))
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(
-            self.num_classes,
-            dtype=self.dtype,
-            kernel_init=nn.initializers.normal(0.01),
-            bias_init=nn.initializers.zeros,
-            name="classifier_0",
-        )(pooled)
-        return logits.astype(jnp.float32), feats
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="classifier_0", normal_weight=True, zero_bias=True)
 
 
 # The KD literature's CIFAR "MobileNetV2": expansion 6, half width.

@@ -14,14 +14,13 @@ reference: convolutions kaiming-normal (fan_out, ReLU gain), BatchNorm 1 / 0, ``
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
-from sld_jax.models.resnet_blocks import BasicBlock, Bottleneck
+from sld_jax.models.layers import ZooModel, classifier, conv_bn, global_mean_pool
+from sld_jax.models.resnet_blocks import BasicBlock, Bottleneck, resnet_stages
 
 Array = jax.Array
 
@@ -42,7 +41,7 @@ __all__ = [
 ]
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ZooModel):
     """CIFAR ResNet: 3x3 stem, three stages (strides 1, 2, 2), global mean pool, linear classifier.
 
     Call ``(x, *, train, mask=None) -> (logits, features)``:
@@ -71,15 +70,9 @@ class CifarResNet(nn.Module):
     widths: Sequence[int]
     block: str = "basic"
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
         if self.block == "basic":
             if (self.depth - 2) % 6:
                 raise ValueError(
@@ -97,33 +90,24 @@ class CifarResNet(nn.Module):
         if len(self.widths) != 4:
             raise ValueError(f"widths must be (stem, stage1, stage2, stage3), got {tuple(self.widths)}.")
 
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
+        conv, bn = conv_bn(self)
         x = conv(self.widths[0], 3, padding=1, name="conv1")(x)
-        x = nn.relu(
-            BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
-        )
+        x = nn.relu(bn(name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
-        cin = self.widths[0]
-        for s, (planes, stride) in enumerate(zip(self.widths[1:], (1, 2, 2)), start=1):
-            for i in range(n):
-                st = stride if i == 0 else 1
-                down = i == 0 and (st != 1 or cin != planes * block.expansion)
-                x, preact = block(
-                    planes,
-                    st,
-                    down,
-                    dtype=self.dtype,
-                    axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad,
-                    name=f"layer{s}_{i}",
-                )(x, train=train, mask=mask)
-                cin = planes * block.expansion
-            feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, name="fc")(pooled)
-        return logits.astype(jnp.float32), feats
+        x = resnet_stages(
+            self,
+            x,
+            feats,
+            block=block,
+            planes=self.widths[1:],
+            sizes=(n, n, n),
+            strides=(1, 2, 2),
+            shortcut_name="downsample",
+            train=train,
+            mask=mask,
+        )
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="fc")
 
 
 # Named variants, called with num_classes=, dtype=, axis_name=.

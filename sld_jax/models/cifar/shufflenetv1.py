@@ -13,19 +13,20 @@ weights uniform in ``+-1/sqrt(fan_in)``, linear bias likewise, BatchNorm 1 / 0).
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from sld_jax.models.layers import (
-    BatchNorm,
-    Linear,
-    check_images,
-    conv2d,
+    ZooModel,
+    ZooModule,
+    classifier,
+    conv_bn,
     global_mean_pool,
     torch_default_kernel_init,
+    zoo_fields,
 )
 
 Array = jax.Array
@@ -60,7 +61,7 @@ def avg_pool_3x3_s2_include_pad(x: Array) -> Array:
     return nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=True)
 
 
-class ShuffleV1Bottleneck(nn.Module):
+class ShuffleV1Bottleneck(ZooModule):
     """ShuffleNetV1 unit; ``[B, H, W, in_planes]`` -> ``[B, H/stride, W/stride, out_planes (+ in_planes)]``.
 
     With ``stride == 2`` the branch output (``out_planes`` channels) is concatenated with the pooled
@@ -71,20 +72,11 @@ class ShuffleV1Bottleneck(nn.Module):
     out_planes: int
     stride: int
     groups: int
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the unit; returns ``(output, preact)`` in ``dtype``."""
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        conv = functools.partial(
-            conv2d,
-            dtype=self.dtype,
-            fast_kernel_grad=self.fast_kernel_grad,
-            kernel_init=torch_default_kernel_init,
-        )
+        conv, bn = conv_bn(self, torch_default_kernel_init)
         mid = int(self.out_planes / 4)
         g = 1 if self.in_planes == 24 else self.groups
         y = conv(mid, 1, groups=g, name="conv1")(x)
@@ -101,7 +93,7 @@ class ShuffleV1Bottleneck(nn.Module):
         return nn.relu(preact), preact
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ZooModel):
     """CIFAR ShuffleNetV1. Call ``(x, *, train, mask=None) -> (logits, features)``.
 
     * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 8 works (the pool is a
@@ -125,21 +117,12 @@ class ShuffleNetV1(nn.Module):
     num_blocks: Sequence[int] = (4, 8, 4)
     groups: int = 3
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        x = conv(24, 1, kernel_init=torch_default_kernel_init, name="conv1")(x)
-        x = nn.relu(
-            BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")(x, train=train, mask=mask)
-        )
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self, torch_default_kernel_init)
+        x = conv(24, 1, name="conv1")(x)
+        x = nn.relu(bn(name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 24
         for s, (planes, n) in enumerate(zip(self.out_planes, self.num_blocks), start=1):
@@ -149,17 +132,13 @@ class ShuffleNetV1(nn.Module):
                     planes - cin if i == 0 else planes,
                     2 if i == 0 else 1,
                     self.groups,
-                    dtype=self.dtype,
-                    axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad,
+                    **zoo_fields(self),
                     name=f"layer{s}_{i}",
                 )(x, train=train, mask=mask)
                 cin = planes
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, name="linear")(pooled)
-        return logits.astype(jnp.float32), feats
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="linear")
 
 
 shufflenet_v1 = functools.partial(ShuffleNetV1, (240, 480, 960), (4, 8, 4), 3)

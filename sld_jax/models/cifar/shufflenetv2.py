@@ -13,7 +13,7 @@ Submodules follow the PyTorch names: ``conv1``, ``bn1``, ``layer{s}_0/{conv1..co
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,22 +21,21 @@ import jax.numpy as jnp
 
 from sld_jax.models.cifar.shufflenetv1 import channel_shuffle
 from sld_jax.models.layers import (
-    BatchNorm,
-    Linear,
-    check_images,
-    conv2d,
+    ZooModel,
+    ZooModule,
+    classifier,
+    conv_bn,
     global_mean_pool,
     torch_default_kernel_init,
+    zoo_fields,
 )
 
 Array = jax.Array
 
 __all__ = ["SplitBlock", "DownBlock", "ShuffleNetV2", "shufflenet_v2"]
 
-_conv = functools.partial(conv2d, kernel_init=torch_default_kernel_init)
 
-
-class SplitBlock(nn.Module):
+class SplitBlock(ZooModule):
     """Split unit: ``[B, H, W, C]`` -> ``[B, H, W, C]``; returns ``(shuffled output, unshuffled preact)``.
 
     The first ``C // 2`` channels pass through; the rest go through 1x1-BN-ReLU, depthwise 3x3-BN,
@@ -45,15 +44,11 @@ class SplitBlock(nn.Module):
     """
 
     channels: int
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the unit."""
-        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        conv, bn = conv_bn(self, torch_default_kernel_init)
         c = int(self.channels * 0.5)
         x1, x2 = x[..., :c], x[..., c:]
         y = conv(c, 1, name="conv1")(x2)
@@ -66,20 +61,16 @@ class SplitBlock(nn.Module):
         return out, jnp.concatenate([x1, pre], axis=-1)
 
 
-class DownBlock(nn.Module):
+class DownBlock(ZooModule):
     """Stride-2 unit: ``[B, H, W, C_in]`` -> ``[B, H/2, W/2, out_channels]`` (two branches, concat, shuffle)."""
 
     in_channels: int
     out_channels: int
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
         """Apply the unit."""
-        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        conv, bn = conv_bn(self, torch_default_kernel_init)
         mid = self.out_channels // 2
         cin = self.in_channels
         left = conv(cin, 3, stride=2, padding=1, groups=cin, name="conv1")(x)
@@ -95,7 +86,7 @@ class DownBlock(nn.Module):
         return channel_shuffle(jnp.concatenate([left, right], axis=-1), 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ZooModel):
     """CIFAR ShuffleNetV2. Call ``(x, *, train, mask=None) -> (logits, features)``.
 
     * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively, any size >= 8 works (the pool is a
@@ -118,36 +109,25 @@ class ShuffleNetV2(nn.Module):
     out_channels: Sequence[int] = (116, 232, 464, 1024)
     num_blocks: Sequence[int] = (3, 7, 3)
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        conv = functools.partial(_conv, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self, torch_default_kernel_init)
         x = conv(24, 1, name="conv1")(x)
         x = nn.relu(bn(name="bn1")(x, train=train, mask=mask))
         feats["stage0"] = feats["stage0_preact"] = x
         cin = 24
-        shared = {"dtype": self.dtype, "axis_name": self.axis_name, "fast_kernel_grad": self.fast_kernel_grad}
         for s, (c, n) in enumerate(zip(self.out_channels[:3], self.num_blocks), start=1):
-            x = DownBlock(cin, c, name=f"layer{s}_0", **shared)(x, train=train, mask=mask)
+            x = DownBlock(cin, c, **zoo_fields(self), name=f"layer{s}_0")(x, train=train, mask=mask)
             preact = x
             for i in range(1, n + 1):
-                x, preact = SplitBlock(c, name=f"layer{s}_{i}", **shared)(x, train=train, mask=mask)
+                x, preact = SplitBlock(c, **zoo_fields(self), name=f"layer{s}_{i}")(x, train=train, mask=mask)
             cin = c
             feats[f"stage{s}"], feats[f"stage{s}_preact"] = x, preact
         x = conv(self.out_channels[3], 1, name="conv2")(x)
         x = nn.relu(bn(name="bn2")(x, train=train, mask=mask))
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, name="linear")(pooled)
-        return logits.astype(jnp.float32), feats
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="linear")
 
 
 shufflenet_v2 = functools.partial(ShuffleNetV2, (116, 232, 464, 1024), (3, 7, 3))

@@ -13,13 +13,12 @@ BatchNorm 1 / 0, classifier weight normal(0, 0.01) and bias 0.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.layers import ZooModel, classifier, conv_bn, global_mean_pool
 
 Array = jax.Array
 
@@ -35,7 +34,7 @@ VGG_CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
 }
 
 
-class VGG(nn.Module):
+class VGG(ZooModel):
     """VGG-BN for CIFAR. Call ``(x, *, train, mask=None) -> (logits, features)``.
 
     * ``x``: ``[B, H, W, 3]`` float, normalised; 32x32 natively (any multiple of 8 works; 64x64 adds
@@ -56,44 +55,27 @@ class VGG(nn.Module):
 
     cfg: Sequence[Sequence[int]]
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self)
         if len(self.cfg) != 5:
             raise ValueError(f"VGG needs five blocks of channels, got {len(self.cfg)}.")
         height = x.shape[1]
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
         for b, channels in enumerate(self.cfg):
             for j, c in enumerate(channels):
                 if j > 0:
                     x = nn.relu(x)
                 x = conv(c, 3, padding=1, use_bias=True, name=f"block{b}_{3 * j}")(x)
-                x = BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name=f"block{b}_{3 * j + 1}")(
-                    x, train=train, mask=mask
-                )
+                x = bn(name=f"block{b}_{3 * j + 1}")(x, train=train, mask=mask)
             preact, x = x, nn.relu(x)
             # the reference's preact_feats[0] is block 0 after its ReLU
             feats[f"stage{b}_preact"] = preact if b > 0 else x
             feats[f"stage{b}"] = x
             if b < 3 or (b == 3 and height == 64):
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(
-            self.num_classes,
-            dtype=self.dtype,
-            kernel_init=nn.initializers.normal(0.01),
-            bias_init=nn.initializers.zeros,
-            name="classifier",
-        )(pooled)
-        return logits.astype(jnp.float32), feats
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="classifier", normal_weight=True, zero_bias=True)
 
 
 vgg8 = functools.partial(VGG, VGG_CONFIGS["S"])

@@ -18,20 +18,18 @@ reproduces that, so trained running statistics match the reference.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from sld_jax.models.layers import BatchNorm, Linear, check_images, conv2d, global_mean_pool
+from sld_jax.models.layers import ZooModel, ZooModule, classifier, conv_bn, global_mean_pool, zoo_fields
 
 Array = jax.Array
 
 __all__ = ["WideBasicBlock", "NetworkBlock", "WideResNet", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2"]
 
 
-class WideBasicBlock(nn.Module):
+class WideBasicBlock(ZooModule):
     """Pre-activation wide block; ``[B, H, W, in_planes]`` -> ``[B, H/stride, W/stride, out_planes]``.
 
     Returns ``(output, bn1(x))``; with ``bn1_twice`` the BatchNorm ``bn1`` is applied a second time to
@@ -42,15 +40,11 @@ class WideBasicBlock(nn.Module):
     out_planes: int
     stride: int = 1
     bn1_twice: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
         """Apply the block; returns ``(output, bn1 output)`` in ``dtype``."""
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
+        conv, bn = conv_bn(self)
         bn1 = bn(name="bn1")
         normed = bn1(x, train=train, mask=mask)
         act = nn.relu(normed)
@@ -66,7 +60,7 @@ class WideBasicBlock(nn.Module):
         return shortcut + y, normed
 
 
-class NetworkBlock(nn.Module):
+class NetworkBlock(ZooModule):
     """A stage of ``n`` wide blocks named ``layer_{i}``; returns ``(output, bn1 output of layer_0)``."""
 
     n: int
@@ -74,9 +68,6 @@ class NetworkBlock(nn.Module):
     out_planes: int
     stride: int
     first_bn1_twice: bool = False
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, Array]:
@@ -88,9 +79,7 @@ class NetworkBlock(nn.Module):
                 self.out_planes,
                 self.stride if i == 0 else 1,
                 bn1_twice=self.first_bn1_twice and i == 0,
-                dtype=self.dtype,
-                axis_name=self.axis_name,
-                fast_kernel_grad=self.fast_kernel_grad,
+                **zoo_fields(self),
                 name=f"layer_{i}",
             )(x, train=train, mask=mask)
             if i == 0:
@@ -98,7 +87,7 @@ class NetworkBlock(nn.Module):
         return x, first_normed
 
 
-class WideResNet(nn.Module):
+class WideResNet(ZooModel):
     """WRN-depth-k for CIFAR: stem, three pre-activation stages, BN-ReLU, global mean pool, ``fc``.
 
     Call ``(x, *, train, mask=None) -> (logits, features)``:
@@ -125,23 +114,16 @@ class WideResNet(nn.Module):
     depth: int
     widen_factor: int
     num_classes: int = 100
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
     preact_bn_twice: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, type(self).__name__)
-        conv = functools.partial(conv2d, dtype=self.dtype, fast_kernel_grad=self.fast_kernel_grad)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self)
         if (self.depth - 4) % 6:
             raise ValueError(f"a wide ResNet needs depth 6n+4 (16, 28, 40, ...), got {self.depth}.")
         n = (self.depth - 4) // 6
         k = self.widen_factor
         channels = (16, 16 * k, 32 * k, 64 * k)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
         x = conv(channels[0], 3, padding=1, name="conv1")(x)
         feats["stage0"] = feats["stage0_preact"] = x
         stage_inputs_normed = []
@@ -152,14 +134,12 @@ class WideResNet(nn.Module):
                 channels[s],
                 stride,
                 first_bn1_twice=self.preact_bn_twice and s > 1,
-                dtype=self.dtype,
-                axis_name=self.axis_name,
-                fast_kernel_grad=self.fast_kernel_grad,
+                **zoo_fields(self),
                 name=f"block{s}",
             )(x, train=train, mask=mask)
             stage_inputs_normed.append(normed)
             feats[f"stage{s}"] = x
-        bn1 = BatchNorm(dtype=self.dtype, axis_name=self.axis_name, name="bn1")
+        bn1 = bn(name="bn1")
         normed = bn1(x, train=train, mask=mask)
         pooled = global_mean_pool(nn.relu(normed))
         if self.preact_bn_twice:
@@ -167,10 +147,7 @@ class WideResNet(nn.Module):
         feats["stage1_preact"], feats["stage2_preact"] = stage_inputs_normed[1], stage_inputs_normed[2]
         feats["stage3_preact"] = normed
         feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, bias_init=nn.initializers.zeros, name="fc")(
-            pooled
-        )
-        return logits.astype(jnp.float32), feats
+        return classifier(self, pooled, name="fc", zero_bias=True)
 
 
 wrn_16_1 = functools.partial(WideResNet, 16, 1)

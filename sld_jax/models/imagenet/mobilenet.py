@@ -16,22 +16,18 @@ MobileNetV1 ``model.1.3.weight`` -> ``model_1_3/kernel``; torchvision MobileNetV
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from sld_jax.models.layers import (
-    BatchNorm,
-    Linear,
-    check_images,
-    conv2d,
+    ZooModel,
+    classifier,
+    conv_bn,
     global_mean_pool,
-    kaiming_normal_fan_out,
     torch_default_kernel_init,
+    zoo_fields,
 )
+from sld_jax.models.mobilenet_blocks import InvertedResidual
 
 Array = jax.Array
 
@@ -47,7 +43,7 @@ _V1_BLOCKS = (
 _V1_STAGE_ENDS = {3: 1, 5: 2, 11: 3, 13: 4}
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(ZooModel):
     """MobileNetV1 (the reference code's ImageNet "MobileNetV2" class; 4,231,976 params at 1000 classes).
 
     ``model.0``: 3x3/2 conv (32) + BN + ReLU; ``model.1..13``: depthwise 3x3 conv + BN + ReLU then
@@ -73,23 +69,10 @@ class MobileNetV1(nn.Module):
     """
 
     num_classes: int = 1000
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, "MobileNetV1")
-        conv = functools.partial(
-            conv2d,
-            dtype=self.dtype,
-            fast_kernel_grad=self.fast_kernel_grad,
-            kernel_init=torch_default_kernel_init,
-        )
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self, torch_default_kernel_init)
         x = conv(32, 3, stride=2, padding=1, name="model_0_0")(x)
         x = nn.relu(bn(name="model_0_1")(x, train=train, mask=mask))
         for k, (cin, cout, stride) in enumerate(_V1_BLOCKS, start=1):
@@ -102,58 +85,14 @@ class MobileNetV1(nn.Module):
             x = nn.relu(x)
             if k in _V1_STAGE_ENDS:
                 feats[f"stage{_V1_STAGE_ENDS[k]}"] = x
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
-        logits = Linear(self.num_classes, dtype=self.dtype, name="fc")(pooled)
-        return logits.astype(jnp.float32), feats
+        feats["pooled"] = global_mean_pool(x)
+        return classifier(self, feats["pooled"], name="fc")
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
     """Round ``v`` to the nearest multiple of ``divisor`` not more than 10% below it (torchvision's rule)."""
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
     return new_v + divisor if new_v < 0.9 * v else new_v
-
-
-class InvertedResidual(nn.Module):
-    """torchvision's MobileNetV2 block: [1x1 expand + BN + ReLU6] -> 3x3 depthwise + BN + ReLU6 -> 1x1 + BN.
-
-    Input ``[B, H, W, cin]`` -> output ``[B, H/stride, W/stride, cout]``; identity shortcut when
-    ``stride == 1 and cin == cout``. Submodules ``conv_0_0``, ``conv_0_1``, ... follow torchvision's
-    ``conv.0.0``, ``conv.0.1``, ... keys.
-    """
-
-    cin: int
-    cout: int
-    stride: int
-    expand_ratio: int
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
-
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> Array:
-        """Apply the block; see the class docstring for shapes."""
-        conv = functools.partial(
-            conv2d,
-            dtype=self.dtype,
-            fast_kernel_grad=self.fast_kernel_grad,
-            kernel_init=kaiming_normal_fan_out,
-        )
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        hidden = int(round(self.cin * self.expand_ratio))
-        y = x
-        idx = 0
-        if self.expand_ratio != 1:
-            y = conv(hidden, 1, name="conv_0_0")(y)
-            y = nn.relu6(bn(name="conv_0_1")(y, train=train, mask=mask))
-            idx = 1
-        y = conv(hidden, 3, stride=self.stride, padding=1, groups=hidden, name=f"conv_{idx}_0")(y)
-        y = nn.relu6(bn(name=f"conv_{idx}_1")(y, train=train, mask=mask))
-        y = conv(self.cout, 1, name=f"conv_{idx + 1}")(y)
-        y = bn(name=f"conv_{idx + 2}")(y, train=train, mask=mask)
-        if self.stride == 1 and self.cin == self.cout:
-            y = x + y
-        return y
 
 
 # (expansion t, channels c, repeats n, first stride s), torchvision's inverted_residual_setting.
@@ -164,7 +103,7 @@ _V2_SETTING = (
 _V2_STAGE_ENDS = {3: 1, 6: 2, 13: 3, 17: 4}
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ZooModel):
     """torchvision's MobileNetV2 (width 1.0; 3,504,872 params at 1000 classes; 0.30 G multiply-adds).
 
     ``features.0``: 3x3/2 conv (32) + BN + ReLU6; ``features.1..17``: inverted residuals;
@@ -191,24 +130,11 @@ class MobileNetV2(nn.Module):
     """
 
     num_classes: int = 1000
-    dtype: Any = jnp.float32
-    axis_name: str | None = None
-    fast_kernel_grad: bool = True
     dropout_rate: float = 0.2
 
-    @nn.compact
-    def __call__(self, x: Array, *, train: bool, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-        """Forward pass; see the class docstring for shapes."""
-        check_images(x, "MobileNetV2")
-        conv = functools.partial(
-            conv2d,
-            dtype=self.dtype,
-            fast_kernel_grad=self.fast_kernel_grad,
-            kernel_init=kaiming_normal_fan_out,
-        )
-        bn = functools.partial(BatchNorm, dtype=self.dtype, axis_name=self.axis_name)
-        feats: dict[str, Array] = {}
-        x = x.astype(self.dtype)
+    def forward(self, x: Array, feats: dict[str, Array], *, train: bool, mask: Array | None) -> Array:
+        """The network on ``x`` ``[B, H, W, 3]``; see the class docstring."""
+        conv, bn = conv_bn(self)
         cin = _make_divisible(32)
         x = conv(cin, 3, stride=2, padding=1, name="features_0_0")(x)
         x = nn.relu6(bn(name="features_0_1")(x, train=train, mask=mask))
@@ -221,9 +147,8 @@ class MobileNetV2(nn.Module):
                     cout,
                     s if i == 0 else 1,
                     t,
-                    dtype=self.dtype,
-                    axis_name=self.axis_name,
-                    fast_kernel_grad=self.fast_kernel_grad,
+                    "torchvision",
+                    **zoo_fields(self),
                     name=f"features_{idx}",
                 )
                 x = block(x, train=train, mask=mask)
@@ -233,15 +158,7 @@ class MobileNetV2(nn.Module):
                 idx += 1
         x = conv(1280, 1, name=f"features_{idx}_0")(x)
         x = nn.relu6(bn(name=f"features_{idx}_1")(x, train=train, mask=mask))
-        pooled = global_mean_pool(x)
-        feats["pooled"] = pooled
+        feats["pooled"] = global_mean_pool(x)
         deterministic = not train or self.dropout_rate == 0.0
-        y = nn.Dropout(self.dropout_rate, deterministic=deterministic, name="classifier_0")(pooled)
-        logits = Linear(
-            self.num_classes,
-            dtype=self.dtype,
-            kernel_init=nn.initializers.normal(0.01),
-            bias_init=nn.initializers.zeros,
-            name="classifier_1",
-        )(y)
-        return logits.astype(jnp.float32), feats
+        y = nn.Dropout(self.dropout_rate, deterministic=deterministic, name="classifier_0")(feats["pooled"])
+        return classifier(self, y, name="classifier_1", normal_weight=True, zero_bias=True)
