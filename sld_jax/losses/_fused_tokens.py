@@ -109,10 +109,10 @@ def objective(
     vocab_axis_name,
     token_axis_name,
     divergence="forward_kl",
-    beta=0.5,
+    beta=None,
     temperature_scaling=True,
     teacher_transform="swap",
-    conditional_swap_alpha=0.5,
+    conditional_swap_alpha=None,
 ):
     """Validates, flattens and pads the tokens, runs the kernel and reduces over valid tokens."""
     check_hidden_and_kernel(
@@ -213,7 +213,9 @@ def _kernel_divergence(divergence, beta, teacher_kind) -> tuple[str, float]:
         raise ValueError(
             f"divergence must be one of {', '.join(_fused_chunks.DIVERGENCES)}, got {divergence!r}."
         )
-    beta = _checks.check_static_number("beta", beta, low=0.0, high=1.0)
+    if beta is not None and divergence != "jsd":
+        raise ValueError(f"beta is JSD's mixing weight; divergence={divergence!r} has none: drop beta=.")
+    beta = 0.5 if beta is None else _checks.check_static_number("beta", beta, low=0.0, high=1.0)
     if divergence == "jsd" and beta in (0.0, 1.0):
         divergence = "forward_kl" if beta == 0.0 else "reverse_kl"
     if teacher_kind == "topk" and divergence in ("reverse_kl", "symmetric_kl"):
@@ -237,7 +239,14 @@ def _check_transform(teacher_transform, alpha, student_swap):
             "teacher_transform='swap' (or 'conditional_swap'), or student_swap=False."
         )
     if teacher_transform != "conditional_swap":
+        if alpha is not None:
+            raise ValueError(
+                f"conditional_swap_alpha is the conditional swap's threshold; teacher_transform="
+                f"{teacher_transform!r} has none: drop it, or pass teacher_transform='conditional_swap'."
+            )
         return None
+    if alpha is None:
+        return 0.5
     return _checks.check_static_number(
         "conditional_swap_alpha", alpha, low=0.0, high=1.0, low_inclusive=False
     )

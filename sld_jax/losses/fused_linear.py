@@ -69,14 +69,15 @@ _DISTILL_ARGS = """
       divergence: ``"forward_kl"`` (default), ``"reverse_kl"``, ``"symmetric_kl"``, ``"jsd"`` or
         ``"tvd"`` (see the module docstring; ``p`` the teacher, ``q`` the student).
       beta: JSD's β in [0, 1] (TRL's convention: ``M = β p + (1 - β) q``; 0 is the forward KL, 1 the
-        reverse KL); ignored by the other divergences.
+        reverse KL); None: 0.5. Only for ``"jsd"``.
       temperatures: K positive Python floats (static); the divergence is summed over them.
         Default ``(1.0,)``.
       temperature_scaling: multiply each temperature's divergence by T² (True, Hinton's and SLD's
         convention) or not (False, Liger's and torchtune's).
       teacher_transform: None, ``"swap"`` or ``"conditional_swap"`` (applied to the teacher's
         logits before the divergence; exact, from per-token statistics).
-      conditional_swap_alpha: the conditional swap's threshold α in (0, 1].
+      conditional_swap_alpha: the conditional swap's threshold α in (0, 1]; None: 0.5. Only for
+        ``"conditional_swap"``.
       student_swap: Python bool (static): add SLD's pseudo-teacher term (needs a teacher swap).
       ce_weight, kd_weight: weights of the mean CE and the mean distillation term (default 0 and
         1: the divergence alone).
@@ -121,13 +122,7 @@ _OPTION_NAMES = (
     "conditional_swap_alpha",
 )
 #: SLD's settings of the distillation loss.
-_SLD_SETTINGS = dict(
-    divergence="forward_kl",
-    beta=0.5,
-    temperature_scaling=True,
-    teacher_transform="swap",
-    conditional_swap_alpha=0.5,
-)
+_SLD_SETTINGS = dict(divergence="forward_kl", temperature_scaling=True, teacher_transform="swap")
 
 
 def _options(scope: dict) -> dict:
@@ -222,11 +217,11 @@ def fused_linear_distill_loss(
     labels: jax.Array,
     *,
     divergence: str = "forward_kl",
-    beta: float = 0.5,
+    beta: float | None = None,
     temperatures: Sequence[float] = (1.0,),
     temperature_scaling: bool = True,
     teacher_transform: str | None = None,
-    conditional_swap_alpha: float = 0.5,
+    conditional_swap_alpha: float | None = None,
     student_swap: bool = False,
     ce_weight: float = 0.0,
     kd_weight: float = 1.0,
@@ -298,11 +293,11 @@ def fused_linear_distill_loss_from_teacher_logits(
     labels: jax.Array,
     *,
     divergence: str = "forward_kl",
-    beta: float = 0.5,
+    beta: float | None = None,
     temperatures: Sequence[float] = (1.0,),
     temperature_scaling: bool = True,
     teacher_transform: str | None = None,
-    conditional_swap_alpha: float = 0.5,
+    conditional_swap_alpha: float | None = None,
     student_swap: bool = False,
     ce_weight: float = 0.0,
     kd_weight: float = 1.0,
@@ -352,11 +347,11 @@ def fused_linear_distill_loss_from_teacher_topk(
     labels: jax.Array,
     *,
     divergence: str = "forward_kl",
-    beta: float = 0.5,
+    beta: float | None = None,
     temperatures: Sequence[float] = (1.0,),
     temperature_scaling: bool = True,
     teacher_transform: str | None = None,
-    conditional_swap_alpha: float = 0.5,
+    conditional_swap_alpha: float | None = None,
     student_swap: bool = False,
     ce_weight: float = 0.0,
     kd_weight: float = 1.0,

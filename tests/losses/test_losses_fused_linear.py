@@ -195,13 +195,6 @@ def test_fused_linear_sld_temporary_memory_is_bounded_by_the_chunk(vocab_chunk):
     assert dense_large - dense_small >= 256 * vocab * 4  # the dense path grows with N × V
 
 
-@pytest.fixture(scope="module")
-def mesh():
-    if len(jax.devices()) < 4:
-        pytest.skip("needs 4 devices (tests/conftest.py simulates 8 CPU devices)")
-    return jax.make_mesh((2, 2), ("data", "model"), devices=jax.devices()[:4])
-
-
 @pytest.mark.cross_program
 @pytest.mark.parametrize("form", ["linear", "topk"])
 def test_fused_linear_sld_vocab_and_token_sharded_equals_unsharded(mesh, form):
@@ -349,6 +342,11 @@ def test_fused_linear_sld_rejects_bad_inputs(mesh):
 def test_lm_benchmark_prints_its_table(capsys):
     from sld_jax.bench import lm
 
-    assert lm.main(["--sizes", "8x16", "--hidden", "4", "--token-chunk", "4", "--repeats", "1"]) == 0
+    argv = ["--sizes", "8x16", "--hidden", "4", "--token-chunk", "4", "--repeats", "1"]
+    assert lm.main(argv + ["--divergences", "sld,jsd"]) == 0
     out = capsys.readouterr().out
-    assert "machine:" in out and "load average" in out and "| 8 | 16 |" in out
+    assert "machine:" in out and "load average" in out
+    assert "| sld | 8 | 16 |" in out and "| jsd | 8 | 16 |" in out
+    with pytest.raises(SystemExit):
+        lm.main(argv + ["--divergences", "kl"])
+    assert "divergences must be among sld, forward_kl" in capsys.readouterr().err
