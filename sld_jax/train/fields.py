@@ -106,9 +106,9 @@ FIELDS: dict[str, Field] = {
     ),
     "seed_axis": Field(
         "auto",
-        'How the seed axis is computed: "auto" (the backend\'s measured form: "unroll" on CPU, "vmap" '
-        'elsewhere), "vmap" (one batched program), "unroll" (one copy of the step per seed in one '
-        'program) or "map" (a loop over the seeds).',
+        'How the seed axis is computed: "auto" (the backend\'s measured form: "unroll" on CPU; measured '
+        'on the spot elsewhere, sld_jax.train.autotune), "vmap" (one batched program), "unroll" (one '
+        'copy of the step per seed in one program) or "map" (a loop over the seeds).',
         choices=SEED_AXIS_CHOICES,
         resume=ROUNDING,
     ),
@@ -120,7 +120,7 @@ FIELDS: dict[str, Field] = {
     "steps_per_dispatch": Field(
         None,
         "Optimiser steps per compiled call (a lax.scan over a stack of batches); None: the backend's "
-        "default (sld_jax.train.hardware.AUTO_STEPS_PER_DISPATCH; 1 where nothing faster was measured).",
+        "measured default (sld_jax.train.hardware.AUTO_STEPS_PER_DISPATCH), else measured on the spot.",
         _POSITIVE_INT,
         resume=ROUNDING,
         placeholder=int,

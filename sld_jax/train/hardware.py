@@ -25,9 +25,9 @@ _DTYPES = {name: getattr(jnp, name) for name in COMPUTE_DTYPES}
 # ``python -m sld_jax.bench step --num-seeds 1,2,4,8 [--steps-per-dispatch S]`` (README,
 # Performance). On XLA:CPU ``vmap`` turns the seeds' weights into batched convolutions and runs K
 # seeds at half the speed of K separate runs, while unrolled seeds run at the speed of separate
-# runs; a ``lax.scan`` of 4 steps ran 1.7x slower per step than one step per call. No accelerator
-# was measured: there the seeds are vmapped (one launch per op for all seeds) and the steps
-# dispatched one per call until a measurement says otherwise.
+# runs; a ``lax.scan`` of 4 steps ran 1.7x slower per step than one step per call. A backend
+# without an entry here is measured on the spot by sld_jax.train.autotune (recorded in the
+# workdir); DEFAULT_* are what runs where tuning is skipped (several processes).
 AUTO_SEED_AXIS = {"cpu": "unroll"}
 DEFAULT_SEED_AXIS = "vmap"
 AUTO_STEPS_PER_DISPATCH = {"cpu": 1}

@@ -21,8 +21,8 @@ import numpy as np
 
 from sld_jax.errors import UserError
 from sld_jax.machine import machine_description
+from sld_jax.train import autotune, kill_points, report, schedule, setup, validation, workdir_lock
 from sld_jax.train import checkpoint as ckpt_lib
-from sld_jax.train import kill_points, report, schedule, setup, validation, workdir_lock
 from sld_jax.train import metrics as metrics_lib
 from sld_jax.train import seeds as seeds_lib
 from sld_jax.train import workdir as workdir_lib
@@ -91,6 +91,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     mesh = mesh_for(config)
     built = setup.build(config, mesh, data=open_datasets(config, mesh))  # after the workdir check
+    built = autotune.settle(built, workdir, total_steps=built.data.steps_per_epoch * config.num_epochs)
     data, state = built.data, built.state
     if built.teacher is not None:
         check_teacher_logits(
@@ -171,15 +172,9 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
             end = min(epoch * spe, stop_at) - (epoch - 1) * spe
             for feed, n in built.feeds(epoch=epoch, start_step=first, stop_step=end):
                 if not checked_memory:
-                    built.check_fits(
-                        dispatch,
-                        state,
-                        built.teacher_variables,
-                        feed,
-                        built.split,
-                        built.rngs,
-                        built.active(n),
-                    )
+                    args = (state, built.teacher_variables, feed, built.split, built.rngs, built.active(n))
+                    built.check_fits(dispatch, *args)
+                    built.compile_ahead(epoch, schedule.epoch_of_step(stop_at - 1, spe), args)
                     checked_memory = True
                 state, m = dispatch(
                     state, built.teacher_variables, feed, built.split, built.rngs, built.active(n)

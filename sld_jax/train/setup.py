@@ -9,6 +9,8 @@ step description — for :func:`sld_jax.train.loop.run`, :func:`sld_jax.train.ev
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from typing import Any
 
 import jax
@@ -27,6 +29,8 @@ from sld_jax.train.dispatch import compile_dispatch, compile_seeds_eval_step
 from sld_jax.train.state import TrainState, create_train_state, optimizer
 from sld_jax.train.step import StepConfig
 from sld_jax.train.teacher import load_teacher, variables_fingerprint
+
+log = logging.getLogger("sld_jax")
 
 
 @dataclasses.dataclass
@@ -96,9 +100,9 @@ class Run:
             self._compiled[student_swap], self._compiled_before[student_swap] = fn, fn._cache_size()
         return self._compiled[student_swap]
 
-    def feeds(self, *, epoch: int, start_step: int, stop_step: int):
+    def feeds(self, *, epoch: int, start_step: int, stop_step: int, steps_per_dispatch: int | None = None):
         """``(feed, n)`` pairs covering steps ``[start_step, stop_step)`` of ``epoch``
-        (:func:`sld_jax.train.data_io.train_feed`)."""
+        (:func:`sld_jax.train.data_io.train_feed`), ``steps_per_dispatch`` (default: the run's) each."""
         return train_feed(
             self.data,
             self.mesh,
@@ -106,7 +110,7 @@ class Run:
             epoch=epoch,
             start_step=start_step,
             stop_step=stop_step,
-            steps_per_dispatch=self.steps_per_dispatch,
+            steps_per_dispatch=steps_per_dispatch or self.steps_per_dispatch,
             resident=bool(self.split),
             global_batch_size=self.config.batch_size,
         )
@@ -125,6 +129,37 @@ class Run:
         hardware.check_compiled_fits(
             dispatch, args, self.mesh, num_seeds=self.num_seeds, batch_size=self.config.batch_size
         )
+
+    def compile_ahead(self, epoch: int, last_epoch: int, args: tuple) -> threading.Thread | None:
+        """Starts compiling the γ-gate variant this run switches to later (at epoch γ + 1) in a
+        background thread, so that the switch finds it compiled instead of stalling the run.
+
+        ``args`` are the arguments of a call of the current variant (their shapes, dtypes and
+        shardings are what is compiled; jit keeps the executable, and a persistent compilation cache
+        stores it too). Nothing happens when the run does not cross γ between ``epoch`` and
+        ``last_epoch``.
+
+        Returns:
+          The started thread, or None.
+        """
+        later = self.student_swap(last_epoch)
+        if later == self.student_swap(epoch):
+            return None
+        specs = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding, weak_type=x.aval.weak_type),
+            args,
+        )
+        fn = self.dispatch(student_swap=later)
+
+        def compile_later_variant():
+            try:
+                fn.lower(*specs).compile()
+            except Exception as e:  # noqa: BLE001 - the switch then compiles as it would have
+                log.warning(
+                    "compiling the step of epochs > γ ahead failed (%s); it compiles at the switch.", e
+                )
+
+        return _in_background(compile_later_variant)
 
     def compiled_variants(self) -> dict[bool, int]:
         """``{student_swap: programs compiled}`` by this run's dispatch functions: 1 per γ-gate value
@@ -152,6 +187,13 @@ class Run:
     def student_swap(self, epoch: int) -> bool:
         """The γ gate of ``epoch`` (1-based): the static variant of the step to run."""
         return self.method.gamma_gated and schedule.student_swap_active(epoch, gamma=self.config.loss.gamma)
+
+
+def _in_background(fn) -> threading.Thread:
+    """Runs ``fn()`` in a started daemon thread."""
+    thread = threading.Thread(target=fn, name="sld_jax-compile-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 def build(

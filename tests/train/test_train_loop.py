@@ -161,3 +161,23 @@ def test_equal_configs_share_one_traced_step_in_a_process(digits_data_dir):
         teacher_variables=teacher,
     )
     assert other.dispatch(student_swap=False).__wrapped__ is not a.dispatch(student_swap=False).__wrapped__
+
+
+def test_the_step_after_gamma_is_compiled_ahead_and_the_switch_compiles_nothing(
+    teacher_run, digits_data_dir, tmp_path, monkeypatch
+):
+    """The γ-gate variant of epochs > γ is compiled in the background before the switch (here
+    synchronously, before the first step): the switch reuses that executable."""
+    ahead = []
+    monkeypatch.setattr(setup, "_in_background", lambda fn: ahead.append(fn.__name__) or fn())
+    teacher_dir, _ = teacher_run
+    config = tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, limit=64)
+    result = loop.run(config, str(tmp_path / "run"))
+    assert ahead == ["compile_later_variant"]
+    assert result["compiled_variants"] == {False: 1, True: 1}  # compiled once each: ahead, not again
+    # A run that does not cross γ compiles nothing ahead.
+    ahead.clear()
+    loop.run(
+        tiny("sld", data_dir=digits_data_dir, teacher=teacher_dir, limit=64, epochs=1), str(tmp_path / "r1")
+    )
+    assert ahead == []

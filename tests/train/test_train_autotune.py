@@ -1,0 +1,79 @@
+"""Autotuning of ``seed_axis="auto"`` and ``steps_per_dispatch=None`` where the backend's table has no
+measured entry: pretended on the CPU by emptying the tables."""
+
+import json
+import logging
+import os
+
+import pytest
+
+from sld_jax.train import autotune, hardware, loop
+
+
+@pytest.fixture
+def no_table(monkeypatch):
+    monkeypatch.setattr(hardware, "AUTO_SEED_AXIS", {})
+    monkeypatch.setattr(hardware, "AUTO_STEPS_PER_DISPATCH", {})
+    # Two forms and two step counts keep the test's compilations few.
+    monkeypatch.setattr(autotune, "SEED_AXIS_CANDIDATES", ("vmap", "unroll"))
+    monkeypatch.setattr(autotune, "STEPS_CANDIDATES", (1, 2))
+    monkeypatch.setattr(autotune, "TIMED_CALLS", 1)
+
+
+def _config(tiny_config_module, data_dir, **fields):
+    config = tiny_config_module.get_config("1")
+    config.dataset.data_dir = data_dir
+    config.num_devices = 1
+    config.log_every_steps = 100
+    for key, value in fields.items():
+        config[key] = value
+    return config
+
+
+def test_what_is_tuned_follows_the_table(no_table, tiny_config_module, digits_data_dir, monkeypatch):
+    config = _config(tiny_config_module, digits_data_dir, num_seeds=2)
+    assert autotune.wanted(config) == ("seed_axis", "steps_per_dispatch")
+    config.seed_axis, config.steps_per_dispatch = "vmap", 1
+    assert autotune.wanted(config) == ()  # set by the user: nothing to tune
+    assert autotune.wanted(_config(tiny_config_module, digits_data_dir)) == (
+        "steps_per_dispatch",
+    )  # one seed
+    monkeypatch.setattr(hardware, "AUTO_SEED_AXIS", {"cpu": "unroll"})
+    monkeypatch.setattr(hardware, "AUTO_STEPS_PER_DISPATCH", {"cpu": 1})
+    assert autotune.wanted(_config(tiny_config_module, digits_data_dir, num_seeds=2)) == ()
+
+
+def test_a_run_tunes_records_and_a_resume_reuses_the_record(
+    no_table, tiny_config_module, digits_data_dir, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(autotune, "MAX_FRACTION", 1e9)  # this tiny run would not pay for tuning
+    config = _config(tiny_config_module, digits_data_dir, num_seeds=2, max_steps=4)
+    workdir = str(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="sld_jax"):
+        result = loop.run(config, workdir)
+    record = json.loads((tmp_path / "run" / autotune.RECORD_FILE).read_text())
+    tried = {(t["seed_axis"], t["steps_per_dispatch"]) for t in record["timings"]}
+    assert {("vmap", 1), ("unroll", 1)} <= tried and len(tried) == 3  # both forms, then S = 2 with the faster
+    fastest = min(record["timings"], key=lambda t: t["step_ms"])
+    assert (record["seed_axis"], record["steps_per_dispatch"]) == (
+        fastest["seed_axis"],
+        fastest["steps_per_dispatch"],
+    )
+    assert record["backend"] == "cpu" and record["stopped_early"] is None
+    assert "autotune: chose seed_axis=" in caplog.text
+    assert int(result["state"].step[0]) == 4
+    # A resume in the same workdir measures nothing and runs the recorded program.
+    monkeypatch.setattr(autotune, "_time_candidate", lambda *a: pytest.fail("tuned again"))
+    config.max_steps = 8
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sld_jax"):
+        loop.run(config, workdir)
+    assert f"using {autotune.RECORD_FILE}'s choice" in caplog.text
+
+
+def test_a_short_run_stops_tuning_within_its_budget(no_table, tiny_config_module, digits_data_dir, tmp_path):
+    config = _config(tiny_config_module, digits_data_dir, num_seeds=2, max_steps=2)
+    loop.run(config, str(tmp_path / "run"))
+    record = json.loads((tmp_path / "run" / autotune.RECORD_FILE).read_text())
+    assert len(record["timings"]) == 1 and "would take tuning past 3%" in record["stopped_early"]
+    assert os.path.exists(tmp_path / "run" / "config.json")
