@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m sld_jax.bench {loss,models,data,step,lm,precision,chaos} [options]``.
+"""Benchmarks: ``python -m sld_jax.bench {loss,models,data,step,lm,precision,chaos,report} [options]``.
 
 Each benchmark lives in ``sld_jax/bench/<name>.py`` and exposes ``main(argv) -> int``. Figures are
 printed as a table together with the machine they were measured on.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("loss", "models", "data", "step", "lm", "precision", "chaos")
+BENCHMARKS = ("loss", "models", "data", "step", "lm", "precision", "chaos", "report")
 
 
 def main(argv: list[str] | None = None) -> int:

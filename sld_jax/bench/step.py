@@ -239,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     swaps = {"on": [True], "off": [False], "both": [False, True]}[args.student_swap]
     from sld_jax.models.twin_specs import torch_available
 
-    use_torch = not args.no_torch and torch_available()
+    teacher, student = args.models.split(",")
+    # FLOPs and the PyTorch transcription are those of the paper's pair on CIFAR shapes only.
+    paper_pair = (teacher, student, args.dataset) == (TEACHER, STUDENT, "cifar100")
+    flops = step_flops_per_image() if paper_pair else None
+    use_torch = not args.no_torch and torch_available() and paper_pair
     torch_device = args.torch_device
     if use_torch and torch_device is None:
         import torch
@@ -263,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         print("load average %.2f %.2f %.2f" % os.getloadavg())
     except OSError:
         pass
-    flops = step_flops_per_image()
     header = "| batch | dtype | student swap | sld_jax ms/step | sld_jax img/s | TFLOP/s |"
     header += " fraction of peak |" if show_peak else ""
     header += " PyTorch ms/step | PyTorch img/s | speed-up |" if use_torch else ""
@@ -273,18 +276,25 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in dtypes:
             for swap in swaps:
                 seconds = time_fn(
-                    jax_step(batch, dtype=dtype, student_swap=swap),
+                    jax_step(
+                        batch,
+                        dtype=dtype,
+                        student_swap=swap,
+                        teacher=teacher,
+                        student=student,
+                        dataset=args.dataset,
+                    ),
                     warmup=2,
                     min_time=args.min_time,
                     min_iters=3,
                 )
-                tflops = batch * flops / seconds / 1e12
+                tflops = batch * flops / seconds / 1e12 if flops else None
                 row = (
                     f"| {batch} | {dtype} | {'on' if swap else 'off'} | {1e3 * seconds:.1f} | "
-                    f"{batch / seconds:.1f} | {tflops:.3f} |"
+                    f"{batch / seconds:.1f} | {f'{tflops:.3f}' if tflops else '-'} |"
                 )
                 if show_peak:
-                    row += f" {tflops / peak_for(dtype):.1%} |" if peak_for(dtype) else " - |"
+                    row += f" {tflops / peak_for(dtype):.1%} |" if tflops and peak_for(dtype) else " - |"
                 if use_torch:
                     if dtype == "float32":
                         ref = time_fn(
