@@ -5,9 +5,9 @@
 the computation are fields of the frozen, hashable :class:`StepConfig`, so the loop holds one
 compiled function per static variant (two for γ-gated methods: the gate switches ``student_swap``).
 The loss of each device is weighted by its share of the real (unpadded) examples and the gradients
-are summed over the ``data`` axis (an explicit ``psum`` in :func:`update`), so the update equals the
-single-device update on the whole batch (with per-device BatchNorm statistics unless the model syncs
-them).
+are summed over the ``data`` axis (:func:`global_batch_grad`, where that reduction happens), so the
+update equals the single-device update on the whole batch (with per-device BatchNorm statistics
+unless the model syncs them).
 
 Around it: :mod:`sld_jax.train.seed_axis` (K seeds), :mod:`sld_jax.train.dispatch` (S steps per
 call, the ``shard_map``/``jit`` wrappers).
@@ -136,6 +136,28 @@ def train_step(
     return update(cfg, state, prepared, batch, step_rng)
 
 
+def global_batch_grad(loss_fn, params):
+    """``jax.grad(loss_fn, has_aux=True)(params)`` inside ``shard_map``: the gradient summed over the
+    devices of the ``data`` axis. This is where the step's cross-device gradient reduction happens.
+
+    The parameters are replicated (invariant over ``data``) and each device's loss varies, so under
+    shard_map's varying-axis typing (``check_vma``) the transpose of the parameters' implicit
+    broadcast is a ``psum`` over ``data``: autodiff returns the sum of the devices' gradients. Each
+    device's loss is weighted by its share of the real examples, so the sum is the global batch's
+    gradient. (An explicit ``pcast`` to varying and ``psum`` computes the same sum with one
+    all-reduce per parameter instead of one per use, but compiles to another program: other float
+    rounding, also on one device.)
+
+    Args:
+      loss_fn: ``params -> (loss, aux)``, the device's weighted share of the loss.
+      params: the replicated parameters.
+
+    Returns:
+      ``(grads, aux)``: the global-batch gradient (replicated) and ``loss_fn``'s aux.
+    """
+    return jax.grad(loss_fn, has_aux=True)(params)
+
+
 def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: jax.Array):
     """The student's forward and backward passes on prepared views, and the optimiser update."""
     views, teacher_logits, teacher_embeddings = prepared
@@ -177,11 +199,7 @@ def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: 
         )
         return loss * share, (terms, batch_stats, student_logits[0])
 
-    # Each device differentiates its share of the loss with respect to its own copy of the
-    # (replicated) parameters; the sum of those gradients over ``data`` is the global-batch gradient.
-    local_params = jax.lax.pcast(state.params, DATA_AXIS, to="varying")
-    local_grads, (terms, batch_stats, logits) = jax.grad(loss_fn, has_aux=True)(local_params)
-    grads = jax.lax.psum(local_grads, DATA_AXIS)
+    grads, (terms, batch_stats, logits) = global_batch_grad(loss_fn, state.params)
     batch_stats = jax.lax.pmean(batch_stats, DATA_AXIS)
     updates, opt_state = cfg.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
