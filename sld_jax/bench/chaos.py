@@ -15,7 +15,7 @@ The soak passes when the suite table (every line of ``summary.md`` but the wall 
 run's ``finished.json`` (last step, best step, teacher fingerprint), ``best/`` steps and
 ``metrics.jsonl`` (bytes) equal the reference's. A report is printed and written to
 ``<out>/chaos.md``; the exit status is 0 on a pass, 1 otherwise. Each launch's output is kept in
-``<out>/logs/``. Example (the figure in the README's Reliability section)::
+``<out>/logs/``. Example (the figure in docs/reliability.md)::
 
     python -m sld_jax.bench chaos --kills 20 --out /tmp/chaos
 """

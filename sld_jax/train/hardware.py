@@ -22,8 +22,8 @@ _DTYPES = {name: getattr(jnp, name) for name in COMPUTE_DTYPES}
 
 # How the seed axis is computed on each backend when ``seed_axis = "auto"``, and how many optimiser
 # steps one compiled call runs when ``steps_per_dispatch`` is None, from
-# ``python -m sld_jax.bench step --num-seeds 1,2,4,8 [--steps-per-dispatch S]`` (README,
-# Performance). On XLA:CPU ``vmap`` turns the seeds' weights into batched convolutions and runs K
+# ``python -m sld_jax.bench step --num-seeds 1,2,4,8 [--steps-per-dispatch S]`` (docs/performance.md).
+# On XLA:CPU ``vmap`` turns the seeds' weights into batched convolutions and runs K
 # seeds at half the speed of K separate runs, while unrolled seeds run at the speed of separate
 # runs; a ``lax.scan`` of 4 steps ran 1.7x slower per step than one step per call. A backend
 # without an entry here is measured on the spot by sld_jax.train.autotune (recorded in the

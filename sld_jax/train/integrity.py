@@ -52,7 +52,7 @@ def _host(leaf: Any) -> np.ndarray | None:
     """The whole array on the host, or None for an array sharded over several hosts."""
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
         if not leaf.sharding.is_fully_replicated:
-            return None  # a sharded array of a multi-host run: not verified (see the README)
+            return None  # a sharded array of a multi-host run: not verified (see docs/reliability.md)
         return np.asarray(leaf.addressable_shards[0].data)  # replicated: any copy is the array
     return np.asarray(jax.device_get(leaf))
 

@@ -280,7 +280,7 @@ def test_temporary_memory_is_bounded_by_the_chunk_for_one_and_two_pass_divergenc
 
 
 @pytest.mark.cross_program
-@pytest.mark.parametrize("divergence", ["symmetric_kl", "jsd", "tvd"])
+@pytest.mark.parametrize("divergence", ["symmetric_kl", "jsd"])  # one-pass and two-pass (TVD: as JSD)
 def test_vocab_and_token_sharded_equals_unsharded(mesh, divergence):
     """Sharded over tokens and vocabulary vs one device: the same sums in another order, one float32
     evaluation: loss to 1e-5 relative, gradients to 1e-5 of their scale."""

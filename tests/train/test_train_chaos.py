@@ -1,7 +1,7 @@
 """The fault hooks of real kills and the chaos soak's comparison (``python -m sld_jax.bench chaos``).
 
-The soak itself trains the demo many times (minutes; its figures are in the README's Reliability
-section); here: that ``SLD_JAX_KILL_AT`` really SIGKILLs a process at the named point and step, and
+The soak itself trains the demo many times (minutes; its figures are in docs/reliability.md);
+here: that ``SLD_JAX_KILL_AT`` really SIGKILLs a process at the named point and step, and
 that the soak's comparison of two workdirs finds each kind of difference it claims to find.
 """
 

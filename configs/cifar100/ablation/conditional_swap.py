@@ -16,7 +16,7 @@ Row: CIFAR-100, ablation ladder "conditional swap, α sweep", resnet32x4 -> resn
 Paper top-1: not reported (no per-α numbers in the design notes).
 Time: not measured; projected about 19 min in float32 on one H100, evaluation excluded (basis:
 the measured 6.2 ms/step x 240 epochs x 782 steps of configs/cifar100/sld/resnet32x4_resnet8x4.py,
-README "Performance", whose models, views and batch this rung shares; it changes only the rule
+docs/performance.md, whose models, views and batch this rung shares; it changes only the rule
 deciding where the teacher swap fires).
 
 Command: sld-train --config configs/cifar100/ablation/conditional_swap.py:0.3 --workdir workdirs/cifar100_ablation_conditional_swap_0.3

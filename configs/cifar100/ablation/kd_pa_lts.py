@@ -15,7 +15,7 @@ Row: CIFAR-100, ablation ladder "+ teacher swap", resnet32x4 -> resnet8x4.
 Paper top-1: 75.15 % (the paper's ablation table).
 Time: not measured; projected about 19 min in float32 on one H100, evaluation excluded (basis:
 the measured 6.2 ms/step x 240 epochs x 782 steps of configs/cifar100/sld/resnet32x4_resnet8x4.py,
-README "Performance", whose models, views and batch this rung shares; it changes only which
+docs/performance.md, whose models, views and batch this rung shares; it changes only which
 swaps fire).
 
 Command: sld-train --config configs/cifar100/ablation/kd_pa_lts.py --workdir workdirs/cifar100_ablation_kd_pa_lts

@@ -13,7 +13,7 @@ mdistiller/engine/cfg.py with mdistiller/distillers/SLD.py (the full-SLD recipe:
 Row: CIFAR-100, ablation ladder "full SLD (with γ scheduling)", resnet32x4 -> resnet8x4.
 Paper top-1: 77.69 % (the paper's ablation table and its MLKD / LS-MLKD / SLD table).
 Time: measured (as configs/cifar100/sld/resnet32x4_resnet8x4.py, the same run) on one NVIDIA H100
-80GB (README, "Performance"): 6.2 ms per step in float32 and 4.8 ms in bfloat16 at batch 64, so
+80GB (docs/performance.md): 6.2 ms per step in float32 and 4.8 ms in bfloat16 at batch 64, so
 19.4 / 15.0 min for the 240 epochs of 782 steps (evaluation excluded).
 
 Command: sld-train --config configs/cifar100/ablation/sld.py --workdir workdirs/cifar100_ablation_sld

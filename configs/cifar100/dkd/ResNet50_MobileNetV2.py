@@ -11,7 +11,7 @@ view, no swap).
 Row: CIFAR-100, DKD, ResNet50 -> MobileNetV2.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/dkd/ResNet50_MobileNetV2.py --workdir workdirs/cifar100_dkd_ResNet50_MobileNetV2
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

@@ -11,7 +11,7 @@ mdistiller/distillers/DKD.py (one view, no swap).
 Row: CIFAR-100, DKD, resnet32x4 -> ShuffleV2.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/dkd/resnet32x4_ShuffleV2.py --workdir workdirs/cifar100_dkd_resnet32x4_ShuffleV2
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

@@ -14,7 +14,7 @@ configs/cifar100/dkd/res32x4_res8x4.yaml: batch 64, 240 epochs, LR 0.05, x0.1 af
 Row: CIFAR-100, DKD, wrn_40_2 -> vgg8.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/dkd/wrn_40_2_vgg8.py --workdir workdirs/cifar100_dkd_wrn_40_2_vgg8
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

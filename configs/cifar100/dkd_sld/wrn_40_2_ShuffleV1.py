@@ -18,7 +18,7 @@ on its distillation term, as SLD.py gives that term its KD weight 0.9.
 Row: CIFAR-100, DKD + SLD, wrn_40_2 -> ShuffleV1.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/dkd_sld/wrn_40_2_ShuffleV1.py --workdir workdirs/cifar100_dkd_sld_wrn_40_2_ShuffleV1
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

@@ -11,7 +11,7 @@ no KD yaml exists for wrn_40_2 -> vgg8 (composed: that yaml's recipe, LR 0.05, f
 Row: CIFAR-100, KD, wrn_40_2 -> vgg8.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/kd/wrn_40_2_vgg8.py --workdir workdirs/cifar100_kd_wrn_40_2_vgg8
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

@@ -17,7 +17,7 @@ mdistiller/distillers/MLKD.py (z-scored logits in the instance-level KD terms on
 Row: CIFAR-100, LS-MLKD, ResNet50 -> MobileNetV2.
 Paper top-1: 71.19 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/ls_mlkd/ResNet50_MobileNetV2.py --workdir workdirs/cifar100_ls_mlkd_ResNet50_MobileNetV2
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

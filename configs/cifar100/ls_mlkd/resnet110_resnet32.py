@@ -17,7 +17,7 @@ mdistiller/distillers/MLKD.py (z-scored logits in the instance-level KD terms on
 Row: CIFAR-100, LS-MLKD, resnet110 -> resnet32.
 Paper top-1: 74.32 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/ls_mlkd/resnet110_resnet32.py --workdir workdirs/cifar100_ls_mlkd_resnet110_resnet32
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

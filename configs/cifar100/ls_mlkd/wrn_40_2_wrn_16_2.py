@@ -17,7 +17,7 @@ logits in the instance-level KD terms only).
 Row: CIFAR-100, LS-MLKD, wrn_40_2 -> wrn_16_2.
 Paper top-1: 76.95 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/ls_mlkd/wrn_40_2_wrn_16_2.py --workdir workdirs/cifar100_ls_mlkd_wrn_40_2_wrn_16_2
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

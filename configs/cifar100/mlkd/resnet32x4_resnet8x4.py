@@ -11,7 +11,7 @@ after epochs 150/180/210, weight decay 5e-4, momentum 0.9, CE 0.1 / KD 0.9, temp
 Row: CIFAR-100, MLKD, resnet32x4 -> resnet8x4.
 Paper top-1: 77.08 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/mlkd/resnet32x4_resnet8x4.py --workdir workdirs/cifar100_mlkd_resnet32x4_resnet8x4
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

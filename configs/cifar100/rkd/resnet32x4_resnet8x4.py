@@ -16,7 +16,7 @@ Row: CIFAR-100, RKD, resnet32x4 -> resnet8x4.
 Paper top-1: 71.22 % (the paper's "baseline -> baseline + SLD" table, which names no pair: its MLKD
 and LS-MLKD baselines are the resnet32x4 -> resnet8x4 numbers).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/rkd/resnet32x4_resnet8x4.py --workdir workdirs/cifar100_rkd_resnet32x4_resnet8x4
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

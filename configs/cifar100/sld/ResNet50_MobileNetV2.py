@@ -10,7 +10,7 @@ teacher and student swap).
 Row: CIFAR-100, SLD, ResNet50 -> MobileNetV2.
 Paper top-1: 71.48 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/sld/ResNet50_MobileNetV2.py --workdir workdirs/cifar100_sld_ResNet50_MobileNetV2
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

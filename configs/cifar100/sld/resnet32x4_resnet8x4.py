@@ -9,7 +9,7 @@ mdistiller/distillers/SLD.py (T = 1..6, γ = 150, teacher and student swap).
 
 Row: CIFAR-100, SLD, resnet32x4 -> resnet8x4.
 Paper top-1: 77.69 % (the paper's MLKD / LS-MLKD / SLD table).
-Time: measured on one NVIDIA H100 80GB (README, "Performance"): 6.2 ms per step in float32 and
+Time: measured on one NVIDIA H100 80GB (docs/performance.md): 6.2 ms per step in float32 and
 4.8 ms in bfloat16 at batch 64, so 19.4 / 15.0 min for the 240 epochs of 782 steps (evaluation
 excluded).
 

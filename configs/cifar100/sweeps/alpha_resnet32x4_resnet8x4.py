@@ -14,7 +14,7 @@ Row: CIFAR-100, ablation "conditional swap, α sweep", resnet32x4 -> resnet8x4.
 Paper top-1: not reported (no per-α numbers in the design notes; full SLD is 77.69 %).
 Time: not measured; projected about 5 x 3 x 19 min in float32 on one H100 with one seed per
 program, evaluation excluded (basis: the measured 6.2 ms/step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/sweeps/alpha_resnet32x4_resnet8x4.py --workdir workdirs/cifar100_sweeps_alpha
 Dry run (every run shrunk to resnet_tiny student and teacher, 16 examples, 2 steps; the first

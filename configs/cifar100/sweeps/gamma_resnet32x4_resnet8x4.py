@@ -16,7 +16,7 @@ Row: CIFAR-100, SLD γ sensitivity, resnet32x4 -> resnet8x4.
 Paper top-1: not reported per γ (the recipe's γ = 150 is the paper's 77.69 %).
 Time: not measured; projected about 6 x 3 x 19 min in float32 on one H100 with one seed per
 program, evaluation excluded (basis: the measured 6.2 ms/step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/sweeps/gamma_resnet32x4_resnet8x4.py --workdir workdirs/cifar100_sweeps_gamma
 Dry run (every run shrunk to resnet_tiny student and teacher, 16 examples, 2 steps; the first

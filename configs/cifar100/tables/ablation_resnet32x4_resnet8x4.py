@@ -18,7 +18,7 @@ Row: CIFAR-100, the paper's ablation table, resnet32x4 -> resnet8x4.
 Paper top-1: per rung in the table's paper column: 73.33 / 75.15 / 75.87 / 77.69 %.
 Time: not measured; projected about 4 x 3 x 19 min in float32 on one H100 with one seed per
 program, evaluation excluded (basis: the measured 6.2 ms/step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/tables/ablation_resnet32x4_resnet8x4.py --workdir workdirs/cifar100_tables_ablation
 Dry run (every rung shrunk to resnet_tiny student and teacher, 16 examples, 2 steps; the first

@@ -21,7 +21,7 @@ Paper top-1: per run in the table's paper column: DKD 76.32 %, DKD + SLD 77.74 %
 MLKD + SLD 77.82 %, SLD 77.69 %; KD not reported (the paper gives only KD + prediction
 augmentation, 73.33 %, an ablation rung).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/tables/resnet32x4_resnet8x4.py --workdir workdirs/cifar100_tables_resnet32x4_resnet8x4
 Dry run (every run shrunk to resnet_tiny student and teacher, 16 examples, 2 steps; the first

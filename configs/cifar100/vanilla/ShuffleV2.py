@@ -8,7 +8,7 @@ configs/cifar100/vanilla.yaml over mdistiller/engine/cfg.py says the same for re
 Row: CIFAR-100, vanilla (cross-entropy only), ShuffleV2.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/cifar100/vanilla/ShuffleV2.py --workdir teachers/cifar100/ShuffleV2
 Dry run (resnet_tiny, 16 examples, 2 steps): sld-train --config configs/cifar100/vanilla/ShuffleV2.py:runlocal

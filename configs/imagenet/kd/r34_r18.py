@@ -1,7 +1,7 @@
 """KD (Hinton et al., as in mdistiller) on ImageNet: imagenet_resnet34 -> imagenet_resnet18.
 Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), T 1, CE 0.5 / KD 0.5.
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
-teachers/imagenet/imagenet_resnet34. The dataset needs the manual ImageNet download (see README).
+teachers/imagenet/imagenet_resnet34. The dataset needs the manual ImageNet download (see docs/data.md).
 
 Source: Swapped-Logit-Distillation configs/imagenet/r34_r18/kd.yaml (the same as mdistiller's) over
 mdistiller/engine/cfg.py (T 1, CE 0.5 / KD 0.5), with mdistiller/distillers/KD.py (Hinton's KD, one
@@ -10,7 +10,7 @@ view).
 Row: ImageNet, KD, imagenet_resnet34 -> imagenet_resnet18.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/kd/r34_r18.py --workdir workdirs/imagenet_kd_r34_r18
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

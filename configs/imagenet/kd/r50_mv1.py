@@ -8,7 +8,7 @@ imagenet_mobilenet_v1.
 Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), T 1, CE 0.5 / KD 0.5 (CE 1.0 / KD 0.5
 is the reference's SLD recipe for this pair, configs/imagenet/sld/r50_mv1.py).
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
-teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see README).
+teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see docs/data.md).
 
 Source: Swapped-Logit-Distillation configs/imagenet/r50_mv2/kd.yaml (mdistiller's
 configs/imagenet/r50_mv1/kd.yaml says the same) over mdistiller/engine/cfg.py (T 1, CE 0.5 / KD
@@ -19,7 +19,7 @@ here).
 Row: ImageNet, KD, imagenet_resnet50 -> imagenet_mobilenet_v1.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/kd/r50_mv1.py --workdir workdirs/imagenet_kd_r50_mv1
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

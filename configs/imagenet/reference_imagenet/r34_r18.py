@@ -9,7 +9,7 @@ included.
 Row: ImageNet, SLD as the reference code runs it (γ = 150), imagenet_resnet34 -> imagenet_resnet18.
 Paper top-1: not reported (the paper's SLD number, 72.15 %, is for γ = 30: configs/imagenet/sld/).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/reference_imagenet/r34_r18.py --workdir workdirs/imagenet_reference_r34_r18
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

@@ -16,7 +16,7 @@ architecture (imagenet_mobilenet_v1 here).
 Row: ImageNet, SLD as the reference code runs it (γ = 150), imagenet_resnet50 -> imagenet_mobilenet_v1.
 Paper top-1: not reported (the paper's SLD number, 73.27 %, is for γ = 30: configs/imagenet/sld/).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/reference_imagenet/r50_mv1.py --workdir workdirs/imagenet_reference_r50_mv1
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

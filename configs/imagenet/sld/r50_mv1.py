@@ -7,7 +7,7 @@ imagenet_mobilenet_v1.
 
 Batch 512, LR 0.2, wd 1e-4, 100 epochs (stages 30/60/90), CE 1.0 / KD 0.5; gamma 30 as the paper.
 The teacher is torchvision's pretrained weights converted with sld-import-teacher into
-teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see README).
+teachers/imagenet/imagenet_resnet50. The dataset needs the manual ImageNet download (see docs/data.md).
 
 Source: Swapped-Logit-Distillation configs/imagenet/r50_mv2/sld.yaml over mdistiller/engine/cfg.py
 (CE 1.0 / KD 0.5), with mdistiller/distillers/SLD.py (T = 1..6; KD.TEMPERATURE is not read), except
@@ -19,7 +19,7 @@ here).
 Row: ImageNet, SLD, imagenet_resnet50 -> imagenet_mobilenet_v1.
 Paper top-1: 73.27 % (the paper's MLKD / LS-MLKD / SLD table).
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/sld/r50_mv1.py --workdir workdirs/imagenet_sld_r50_mv1
 Dry run (resnet_tiny student and teacher, 16 examples, 2 steps; the first command writes the

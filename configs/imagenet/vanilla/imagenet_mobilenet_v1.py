@@ -8,7 +8,7 @@ after 30/60/90, weight decay 1e-4, momentum 0.9) with CE only.
 Row: ImageNet, vanilla (cross-entropy only), imagenet_mobilenet_v1.
 Paper top-1: not reported.
 Time: not measured (the one measured run time is the H100 SLD step of
-configs/cifar100/sld/resnet32x4_resnet8x4.py, README "Performance").
+configs/cifar100/sld/resnet32x4_resnet8x4.py, docs/performance.md).
 
 Command: sld-train --config configs/imagenet/vanilla/imagenet_mobilenet_v1.py --workdir workdirs/imagenet_vanilla_imagenet_mobilenet_v1
 Dry run (resnet_tiny, 16 examples, 2 steps): sld-train --config configs/imagenet/vanilla/imagenet_mobilenet_v1.py:runlocal
