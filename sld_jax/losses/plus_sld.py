@@ -104,9 +104,10 @@ def dkd_sld_objective(
     pseudo-teacher term (module docstring).
 
     Args:
-      student_weak, student_strong, teacher_weak, teacher_strong, labels, alpha, beta,
-        temperature, warmup_factor, epoch, warmup, ce_weight, logit_standardization, where: as
-        :func:`~sld_jax.losses.dkd_objective`.
+      student_weak, student_strong, teacher_weak, teacher_strong, labels: as
+        :func:`~sld_jax.losses.dkd_objective`; so are ``alpha``, ``beta``, ``temperature``,
+        ``warmup_factor``, ``epoch``, ``warmup``, ``ce_weight``, ``logit_standardization`` and
+        ``where``.
       student_swap: the static γ gate (:func:`~sld_jax.losses.student_swap_active`).
       teacher_transform: the teacher-side processor (default: the swap).
       pseudo_teacher_weight, pseudo_teacher_temperatures, stop_gradient_pseudo_teacher: the
@@ -177,9 +178,9 @@ def mlkd_sld_objective(
     docstring). With ``logit_standardization=True`` this is LS-MLKD + SLD.
 
     Args:
-      student_weak, student_strong, teacher_weak, teacher_strong, labels, temperatures,
-        ce_weight, kd_weight, reference_quirks, logit_standardization, where: as
-        :func:`~sld_jax.losses.mlkd_objective` (``temperatures`` are MLKD's).
+      student_weak, student_strong, teacher_weak, teacher_strong, labels: as
+        :func:`~sld_jax.losses.mlkd_objective`; so are ``temperatures`` (MLKD's), ``ce_weight``,
+        ``kd_weight``, ``reference_quirks``, ``logit_standardization`` and ``where``.
       student_swap: the static γ gate (:func:`~sld_jax.losses.student_swap_active`).
       teacher_transform: the teacher-side processor (default: the swap).
       pseudo_teacher_weight, pseudo_teacher_temperatures, stop_gradient_pseudo_teacher: the

@@ -325,9 +325,10 @@ def rkd_sld_objective(
     swapped: SLD's terms replace RKD's cross-entropy.
 
     Args:
-      student_weak, student_strong, teacher_weak, teacher_strong, labels, where, student_swap,
-        ce_weight, kd_weight, temperatures, stop_gradient_pseudo_teacher, teacher_transform: as
-        :func:`~sld_jax.losses.sld_objective`.
+      student_weak, student_strong, teacher_weak, teacher_strong, labels: as
+        :func:`~sld_jax.losses.sld_objective`; so are ``where``, ``student_swap``, ``ce_weight``,
+        ``kd_weight``, ``temperatures``, ``stop_gradient_pseudo_teacher`` and
+        ``teacher_transform``.
       student_embeddings, teacher_embeddings: ``[B, D]`` or one such array per view.
       rkd_weight, distance_weight, angle_weight, eps, squared: see :func:`rkd_objective`.
 

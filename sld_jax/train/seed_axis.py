@@ -1,4 +1,4 @@
-"""The seed axis: K seeds' steps in one program, ``vmap``ped, unrolled or ``lax.map``ped.
+"""The seed axis: K seeds' steps in one program, under ``vmap``, unrolled, or under ``lax.map``.
 
 :func:`seeds_train_step` runs :func:`~sld_jax.train.step.train_step` for every seed of a state with
 a leading seed axis K (:func:`map_seeds` picks the form); :func:`seeds_eval_step` evaluates K
