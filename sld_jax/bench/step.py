@@ -119,7 +119,7 @@ def seeds_table(args) -> None:
     with the best single-seed run."""
     import time
 
-    from sld_jax.train.setup import seed_axis_mode
+    from sld_jax.train.hardware import seed_axis_mode
 
     counts = [int(k) for k in args.num_seeds.split(",")]
     modes = args.seed_axis.split(",")
