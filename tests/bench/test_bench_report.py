@@ -42,3 +42,18 @@ def test_defaults_take_the_fastest_form_per_k_and_the_steps_that_win_most():
         "seed_axis_by_num_seeds": {2: "unroll", 4: "vmap"},
         "steps_per_dispatch": 4,
     }
+
+
+def test_the_seed_table_of_the_step_benchmark_runs(capsys, monkeypatch):
+    """The table's own logic (a stand-in step: nothing is compiled)."""
+    from sld_jax.bench import step
+
+    monkeypatch.setattr(step, "jax_step", lambda batch, num_seeds=1, **kw: lambda: None)
+    argv = "--num-seeds 1,2 --seed-axis unroll,auto --models resnet_tiny,resnet_tiny --dataset digits --batch-sizes 8"
+    assert step.main(argv.split() + ["--min-time", "0"]) == 0
+    rows = report.parse_tables(capsys.readouterr().out)
+    assert [(r["seed axis"], r["K"]) for r in rows] == [
+        ("one seed (plain step)", "1"),
+        ("unroll", "2"),
+        ("auto (unroll)", "2"),
+    ]
