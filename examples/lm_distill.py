@@ -98,6 +98,12 @@ def windows(data: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     return np.stack([data[s : s + length + 1] for s in starts])
 
 
+def validation_windows(val_data: np.ndarray, context: int, count: int) -> jax.Array:
+    """``count`` evenly spaced validation windows ``[count, context + 1]`` (the same on every run)."""
+    starts = np.linspace(0, len(val_data) - context - 2, count, dtype=np.int64)
+    return jnp.asarray(windows(val_data, starts, context))
+
+
 def objective(params, teacher_params, batch, *, model, teacher, method, student_swap):
     """The loss of one batch ``[B, T + 1]`` for ``method`` in {"ce", "kd", "sld"}."""
     x, y = batch[:, :-1], batch[:, 1:]
@@ -168,13 +174,7 @@ def main(argv=None) -> int:
 
     start = time.time()
     train_data, val_data = stdlib_corpus(4_000_000, 400_000)
-    val = jnp.asarray(
-        windows(
-            val_data,
-            np.linspace(0, len(val_data) - args.context - 2, args.eval_windows, dtype=np.int64),
-            args.context,
-        )
-    )
+    val = validation_windows(val_data, args.context, args.eval_windows)
     print(
         f"corpus: {len(train_data):,} train bytes, {len(val_data):,} validation bytes (stdlib of Python "
         f"{sys.version.split()[0]}, split by file); {jax.devices()[0].device_kind}"

@@ -63,7 +63,7 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lm_distill import ByteLM, eval_bits, stdlib_corpus, train, windows  # noqa: E402
+from lm_distill import ByteLM, eval_bits, stdlib_corpus, train, validation_windows, windows  # noqa: E402
 
 from sld_jax import losses  # noqa: E402
 from sld_jax.machine import machine_description  # noqa: E402
@@ -189,13 +189,7 @@ def main(argv=None) -> int:
     print(f"load average at start: {load_average()}")
     print(machine_description())
     train_data, val_data = stdlib_corpus(4_000_000, 400_000)
-    val = jnp.asarray(
-        windows(
-            val_data,
-            np.linspace(0, len(val_data) - args.context - 2, args.eval_windows, dtype=np.int64),
-            args.context,
-        )
-    )
+    val = validation_windows(val_data, args.context, args.eval_windows)
     print(
         f"corpus: {len(train_data):,} train bytes, {len(val_data):,} validation bytes (stdlib of Python "
         f"{sys.version.split()[0]}, split by file); validation: {args.eval_windows} windows of "
