@@ -102,14 +102,17 @@ def seeds_train_step(
         seed_states, seed_batches = _unstack(states, num), _unstack(batch, num)
         step_rngs = [jax.random.fold_in(rngs[k], seed_states[k].step) for k in range(num)]
         prepared = step.prepare_seeds(cfg, teacher_variables, seed_batches, step_rngs)
-        return _stack(
-            [step.update(cfg, *args) for args in zip(seed_states, prepared, seed_batches, step_rngs)]
-        )
+        outputs = []  # a loop, not a comprehension: one frame less between the loop and the loss
+        for args in zip(seed_states, prepared, seed_batches, step_rngs):
+            outputs.append(step.update(cfg, *args))
+        return _stack(outputs)
 
     if seed_axis == "unroll":  # the plain step of each seed (K = 1: the paper's case)
         num = rngs.shape[0]
-        per_seed = zip(_unstack(states, num), _unstack(batch, num), _unstack(rngs, num))
-        return _stack([step.train_step(s, teacher_variables, b, r, cfg=cfg) for s, b, r in per_seed])
+        outputs = []  # a loop, not a comprehension: one frame less between the loop and the loss
+        for s, b, r in zip(_unstack(states, num), _unstack(batch, num), _unstack(rngs, num)):
+            outputs.append(step.train_step(s, teacher_variables, b, r, cfg=cfg))
+        return _stack(outputs)
 
     def own(state, seed_batch, rng):
         return step.train_step(state, teacher_variables, seed_batch, rng, cfg=cfg)

@@ -136,9 +136,9 @@ def train_step(
     return update(cfg, state, prepared, batch, step_rng)
 
 
-def global_batch_grad(loss_fn, params):
-    """``jax.grad(loss_fn, has_aux=True)(params)`` inside ``shard_map``: the gradient summed over the
-    devices of the ``data`` axis. This is where the step's cross-device gradient reduction happens.
+def global_batch_grad(loss_fn):
+    """``jax.grad(loss_fn, has_aux=True)`` inside ``shard_map``: its gradient is summed over the devices
+    of the ``data`` axis. This is where the step's cross-device gradient reduction happens.
 
     The parameters are replicated (invariant over ``data``) and each device's loss varies, so under
     shard_map's varying-axis typing (``check_vma``) the transpose of the parameters' implicit
@@ -150,12 +150,13 @@ def global_batch_grad(loss_fn, params):
 
     Args:
       loss_fn: ``params -> (loss, aux)``, the device's weighted share of the loss.
-      params: the replicated parameters.
 
     Returns:
-      ``(grads, aux)``: the global-batch gradient (replicated) and ``loss_fn``'s aux.
+      ``params -> (grads, aux)``: the global-batch gradient at the replicated ``params``
+      (replicated) and ``loss_fn``'s aux. (A function, not its value: the step's call stack stays
+      that of ``jax.grad``.)
     """
-    return jax.grad(loss_fn, has_aux=True)(params)
+    return jax.grad(loss_fn, has_aux=True)
 
 
 def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: jax.Array):
@@ -199,7 +200,7 @@ def update(cfg: StepConfig, state: TrainState, prepared, batch: dict, step_rng: 
         )
         return loss * share, (terms, batch_stats, student_logits[0])
 
-    grads, (terms, batch_stats, logits) = global_batch_grad(loss_fn, state.params)
+    grads, (terms, batch_stats, logits) = global_batch_grad(loss_fn)(state.params)
     batch_stats = jax.lax.pmean(batch_stats, DATA_AXIS)
     updates, opt_state = cfg.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
