@@ -185,11 +185,12 @@ def _update(c, s, t, cols, labels, cfg):
     new_max = jnp.maximum(c["s_max"], b_max)
     c["s_arg"] = jnp.where(b_max > c["s_max"], cols[b_arg], c["s_arg"])
     shift_s = _finite_or_zero(new_max)
-    zs, scale_s = [], {}
+    zs, scale_s, e_s = [], {}, {}
     for k, temp in enumerate(cfg.student_temps):
         inv = 1.0 / temp
         scale_s[temp] = jnp.exp((c["s_max"] - shift_s) * inv)
-        zs.append(c["zs"][:, k] * scale_s[temp] + jnp.sum(jnp.exp((s - shift_s[:, None]) * inv), axis=-1))
+        e_s[temp] = jnp.exp((s - shift_s[:, None]) * inv)
+        zs.append(c["zs"][:, k] * scale_s[temp] + jnp.sum(e_s[temp], axis=-1))
     c["zs"] = jnp.stack(zs, axis=-1)
     c["s_max"] = new_max
     if t is None:
@@ -214,8 +215,7 @@ def _update(c, s, t, cols, labels, cfg):
             # e == 0 where t == -inf (a sparse teacher's missing entries): select, never 0 * inf.
             ws.append(c["w"][:, k] * scale + jnp.sum(jnp.where(e > 0, e * d, 0.0), axis=-1))
         if k < len(cfg.temps) and cfg.reverse_stats:
-            e_s = jnp.exp((s - shift_s[:, None]) * inv)
-            wss.append(c["ws"][:, k] * scale_s[temp] - jnp.sum(e_s * d, axis=-1))
+            wss.append(c["ws"][:, k] * scale_s[temp] - jnp.sum(e_s[temp] * d, axis=-1))
     c["zt"] = jnp.stack(zt, axis=-1)
     if cfg.forward_stats:
         c["w"] = jnp.stack(ws, axis=-1)
@@ -283,16 +283,27 @@ def _teacher_log_probs(t, cols, labels, res, k, temp, cfg):
     return jnp.where(res["on"][:, None] > 0, swapped, lp)
 
 
-def _second_pass_block(s, t, cols, labels, res, cfg):
-    """Per token and temperature, the block's part of ``(D, Σ q ∂D/∂q)`` for JSD or TVD: two ``[n, K]``."""
-    ds, rs = [], []
+def _block_log_probs(s, t, cols, labels, res, cfg):
+    """``(k, T, log q, log p)`` of a block for each KD temperature: the student's and the (transformed)
+    teacher's log-probabilities ``[n, size]``, from the finished statistics in ``res``."""
     for k, temp in enumerate(cfg.temps):
         ks = cfg.student_temps.index(temp)
         lq = (s - res["s_max"][:, None]) * (1.0 / temp) - res["lse_s"][:, ks : ks + 1]
-        lp = _teacher_log_probs(t, cols, labels, res, k, temp, cfg)
+        yield k, temp, lq, _teacher_log_probs(t, cols, labels, res, k, temp, cfg)
+
+
+def _log_mixture(lp, lq, beta):
+    """``log M`` of JSD's mixture ``M = β p + (1 - β) q``, from the log-probabilities."""
+    return jnp.logaddexp(np.log(beta) + lp, np.log1p(-beta) + lq)
+
+
+def _second_pass_block(s, t, cols, labels, res, cfg):
+    """Per token and temperature, the block's part of ``(D, Σ q ∂D/∂q)`` for JSD or TVD: two ``[n, K]``."""
+    ds, rs = [], []
+    for _, _, lq, lp in _block_log_probs(s, t, cols, labels, res, cfg):
         q, p = jnp.exp(lq), jnp.exp(lp)
         if cfg.divergence == "jsd":
-            lm = jnp.logaddexp(np.log(cfg.beta) + lp, np.log1p(-cfg.beta) + lq)
+            lm = _log_mixture(lp, lq, cfg.beta)
             kl_p = jnp.sum(jnp.where(p > 0, p * (lp - lm), 0.0), axis=-1)  # KL(p ‖ M)
             kl_q = jnp.sum(q * (lq - lm), axis=-1)  # KL(q ‖ M)
             ds.append(cfg.beta * kl_p + (1.0 - cfg.beta) * kl_q)
@@ -482,20 +493,15 @@ def _coefficients(res, labels, g_ce, g_kd, cfg):
 def _elementwise_grad(s, t, cols, labels, res, g_kd, cfg):
     """The reverse-KL, JSD and TVD parts of ``dL/ds`` for one block: ``c/T · q ⊙ (g - Σ q g)``."""
     g = 0.0
-    for k, temp in enumerate(cfg.temps):
-        inv = 1.0 / temp
-        ks = cfg.student_temps.index(temp)
-        lq = (s - res["s_max"][:, None]) * inv - res["lse_s"][:, ks : ks + 1]
-        lp = _teacher_log_probs(t, cols, labels, res, k, temp, cfg)
+    for k, temp, lq, lp in _block_log_probs(s, t, cols, labels, res, cfg):
         q = jnp.exp(lq)
         if cfg.reverse_stats:
             inner = lq - lp - res["kl_r"][:, k : k + 1]
         elif cfg.divergence == "jsd":
-            lm = jnp.logaddexp(np.log(cfg.beta) + lp, np.log1p(-cfg.beta) + lq)
-            inner = (1.0 - cfg.beta) * (lq - lm) - res["r"][:, k : k + 1]
+            inner = (1.0 - cfg.beta) * (lq - _log_mixture(lp, lq, cfg.beta)) - res["r"][:, k : k + 1]
         else:
             inner = 0.5 * jnp.sign(q - jnp.exp(lp)) - res["r"][:, k : k + 1]
-        g = g + (g_kd * (cfg.scales[k] * inv))[:, None] * q * inner
+        g = g + (g_kd * (cfg.scales[k] * (1.0 / temp)))[:, None] * q * inner
     return g
 
 
