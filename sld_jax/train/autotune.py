@@ -63,14 +63,15 @@ def _identity() -> dict[str, Any]:
     return {"backend": jax.default_backend(), "device_kind": devices[0].device_kind, "devices": len(devices)}
 
 
-def read_record(workdir: str) -> dict | None:
-    """The workdir's tuning record, if it exists, parses and was measured on this kind of machine."""
+def read_record(workdir: str, fields: tuple[str, ...]) -> dict | None:
+    """The workdir's tuning record, if it exists, parses, was measured on this kind of machine and
+    tuned exactly ``fields`` (a field the config now sets itself is never taken from a record)."""
     try:
         with open(os.path.join(workdir, RECORD_FILE)) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    same = all(record.get(k) == v for k, v in _identity().items())
+    same = all(record.get(k) == v for k, v in _identity().items()) and record.get("fields") == list(fields)
     return record if same and "seed_axis" in record and "steps_per_dispatch" in record else None
 
 
@@ -156,9 +157,11 @@ def tune(run, fields: tuple[str, ...], *, total_steps: int) -> dict[str, Any]:
 
 
 def apply(run, record: dict):
-    """``run`` with the recorded seed-axis form and steps per dispatch (its compiled functions rebuilt
-    where they change)."""
-    mode, steps = record["seed_axis"], int(record["steps_per_dispatch"])
+    """``run`` with the record's choice for the fields it tuned (its compiled functions rebuilt where
+    they change); the other field keeps the run's value."""
+    tuned = record["fields"]
+    mode = record["seed_axis"] if "seed_axis" in tuned else run.seed_axis
+    steps = int(record["steps_per_dispatch"]) if "steps_per_dispatch" in tuned else run.steps_per_dispatch
     if (mode, steps) == (run.seed_axis, run.steps_per_dispatch):
         return run
     eval_step = run.eval_step
@@ -182,7 +185,7 @@ def settle(run, workdir: str, *, total_steps: int):
     fields = wanted(run.config)
     if not fields:
         return run
-    record = read_record(workdir)
+    record = read_record(workdir, fields)
     if record is not None:
         log.info(
             "autotune: using %s's choice (seed_axis=%s, steps_per_dispatch=%s)",

@@ -77,3 +77,25 @@ def test_a_short_run_stops_tuning_within_its_budget(no_table, tiny_config_module
     record = json.loads((tmp_path / "run" / autotune.RECORD_FILE).read_text())
     assert len(record["timings"]) == 1 and "would take tuning past 3%" in record["stopped_early"]
     assert os.path.exists(tmp_path / "run" / "config.json")
+
+
+def test_a_record_never_overrides_a_field_the_config_sets(
+    no_table, tiny_config_module, digits_data_dir, tmp_path
+):
+    """A record that tuned both fields is not reused once the config sets one of them: the set value
+    runs, and the other field is tuned anew (and recorded as such)."""
+    config = _config(tiny_config_module, digits_data_dir, num_seeds=2)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    stale = dict(autotune._identity(), fields=["seed_axis", "steps_per_dispatch"], seed_axis="vmap")
+    stale.update(steps_per_dispatch=2, timings=[], stopped_early=None, tuning_s=0.0)
+    (workdir / autotune.RECORD_FILE).write_text(json.dumps(stale))
+    config.steps_per_dispatch = 1
+    assert autotune.read_record(str(workdir), autotune.wanted(config)) is None
+    assert autotune.read_record(str(workdir), ("seed_axis", "steps_per_dispatch")) == stale
+
+    class Run:  # what apply reads and replaces
+        seed_axis, steps_per_dispatch = "unroll", 1
+
+    only_axis = dict(stale, fields=["seed_axis"], seed_axis="unroll")
+    assert autotune.apply(Run, only_axis) is Run  # steps_per_dispatch stays the run's 1, not the record's 2
