@@ -50,17 +50,6 @@ def _load() -> str:
         return "load average unavailable"
 
 
-def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _sizes(text: str) -> list[tuple[int, int]]:
     try:
         return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]  # type: ignore[misc]
@@ -169,6 +158,8 @@ def _run_table(args) -> None:
     import jax
     import jax.numpy as jnp
 
+    from sld_jax.train.hardware import host_memory_available
+
     dtype = jnp.dtype(args.dtype)
     print(
         "| loss | N | V | dense temp MiB | fused temp MiB | fused/dense mem | dense ms | fused ms | fused/dense time |"
@@ -188,7 +179,7 @@ def _run_table(args) -> None:
                 temp[name] = compiled[name].memory_analysis().temp_size_in_bytes
             times = {}
             arg_bytes = sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in shapes) * 2  # args + grads
-            fits = max(temp.values()) + arg_bytes < 0.7 * _available_bytes()
+            fits = max(temp.values()) + arg_bytes < 0.7 * (host_memory_available() or 0)
             if not args.no_time and fits:
                 arrays = [jnp.asarray(a, s.dtype) for a, s in zip(_inputs(shapes), shapes)]
                 for name, exe in compiled.items():

@@ -308,16 +308,12 @@ class FusedDistillStrategy(BaseStrategy):
         return output
 
     def _loss(self, student, teacher, labels, where, *, student_swap):
+        options = dict(
+            where=where, student_bias=student.get("bias"), student_swap=student_swap, **self._options
+        )
         if "logits" in teacher:
             return fused_linear_distill_loss_from_teacher_logits(
-                student["hidden"],
-                student["kernel"],
-                teacher["logits"],
-                labels,
-                where=where,
-                student_bias=student.get("bias"),
-                student_swap=student_swap,
-                **self._options,
+                student["hidden"], student["kernel"], teacher["logits"], labels, **options
             )
         return fused_linear_distill_loss(
             student["hidden"],
@@ -325,11 +321,8 @@ class FusedDistillStrategy(BaseStrategy):
             teacher["hidden"],
             teacher["kernel"],
             labels,
-            where=where,
-            student_bias=student.get("bias"),
             teacher_bias=teacher.get("bias"),
-            student_swap=student_swap,
-            **self._options,
+            **options,
         )
 
     def compute_loss(
