@@ -218,11 +218,9 @@ def _init_runtime(fv) -> None:
     _quiet_libraries()
     import jax
 
-    # A persistent compilation cache makes reruns, resumes and the demo's later runs start fast.
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        cache = os.path.join(os.path.expanduser("~"), ".cache", "sld_jax", "xla")
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from sld_jax import compile_cache
+
+    compile_cache.configure()  # reruns, resumes and a suite's later runs load their programs
     if fv.distributed or fv.coordinator_address:
         kwargs = {}
         if fv.coordinator_address:
@@ -344,6 +342,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     check_which(which)
     logging.basicConfig(level=logging.INFO)
     _quiet_libraries()
+    from sld_jax import compile_cache
+
+    compile_cache.configure()
     result = evaluate(config, workdir, which=which)
     print(json.dumps(result))
     return 0

@@ -8,8 +8,8 @@ Command: ``sld-train`` (this is the default config) or
 Expected: one table of the three students' test top-1, mean ± std over 3 seeds each (the teacher
 trains one seed), with paired comparisons (KD and SLD vs vanilla, SLD vs KD: difference, 95 %
 interval, p-value, verdict; sld_jax/train/comparisons.py) and comparison.png in the workdir;
-4 min 58 s measured on a 2-core AMD EPYC with AVX2 (empty compilation cache, idle; 3 min 39 s on
-one with AVX-512).
+4 min 15 s measured on a 2-core AMD EPYC with AVX2 (empty compilation cache, idle; 2 min 37 s to
+3 min 13 s with the cache warm).
 Not a paper row (the paper reports no digits numbers).
 Dry run (every run shrunk to resnet_tiny, 16 examples, 2 steps; offline like the demo itself):
   sld-train --config configs/digits/demo.py:runlocal

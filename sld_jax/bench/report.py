@@ -39,6 +39,7 @@ import time
 from sld_jax.bench.common import machine_description
 
 STEPS_PER_EPOCH, EPOCHS = 782, 240  # CIFAR-100 at batch 64, the reference's 240 epochs
+MIN_BUDGET_MIN = 1  # the shortest --budget-min accepted
 
 
 def sections(backend: str, *, quick: bool = False) -> list[tuple[str, str, list[str]]]:
@@ -192,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_report", help="folder for report.md and report.json")
     parser.add_argument("--quick", action="store_true", help="the smallest sections (a smoke test)")
     args = parser.parse_args(argv)
+    if not args.budget_min >= MIN_BUDGET_MIN:
+        parser.error(
+            f"--budget-min {args.budget_min:g} is too short: give at least {MIN_BUDGET_MIN} minute (the "
+            "loss and LM sections alone take about a minute on a 2-core CPU)."
+        )
     report = run_report(60 * args.budget_min, args.out, quick=args.quick)
     defaults = report["defaults"]
     print(f"machine: {report['machine']}")

@@ -171,14 +171,16 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
             pending = None
             end = min(epoch * spe, stop_at) - (epoch - 1) * spe
             for feed, n in built.feeds(epoch=epoch, start_step=first, stop_step=end):
+                args = (state, built.teacher_variables, feed, built.split, built.rngs, built.active(n))
                 if not checked_memory:
-                    args = (state, built.teacher_variables, feed, built.split, built.rngs, built.active(n))
                     built.check_fits(dispatch, *args)
+                state, m = dispatch(*args)
+                if not checked_memory:
+                    # After the first step is under way, not beside its tracing and compiling (both
+                    # would share the interpreter and the cores); ``args`` keep their shapes when
+                    # the call has donated their buffers.
                     built.compile_ahead(epoch, schedule.epoch_of_step(stop_at - 1, spe), args)
                     checked_memory = True
-                state, m = dispatch(
-                    state, built.teacher_variables, feed, built.split, built.rngs, built.active(n)
-                )
                 if pending is not None:
                     _check_finite(pending, config, checkpointer, built.seeds)
                 pending = (step, n, m["finite"])

@@ -3,6 +3,8 @@ report.json and report.md, and the defaults follow the seed tables (speed is mea
 
 import json
 
+import pytest
+
 from sld_jax.bench import report
 
 
@@ -19,10 +21,18 @@ def test_report_runs_its_sections_writes_both_files_and_skips_past_the_budget(tm
     assert saved["sections"][0]["rows"][0]["loss"] == "jsd"
     assert "## lm" in (tmp_path / "report.md").read_text()
     assert "defaults for cpu" in capsys.readouterr().out
-    # A budget of zero runs nothing and says so.
-    assert report.main(["--out", str(tmp_path / "none"), "--budget-min", "0"]) == 0
+    # A spent budget runs nothing and says so.
+    report.run_report(0, str(tmp_path / "none"))
     saved = json.loads((tmp_path / "none" / "report.json").read_text())
     assert all(s["status"].startswith("skipped") for s in saved["sections"])
+
+
+def test_a_budget_under_a_minute_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        report.main(["--budget-min", "0.5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--budget-min 0.5 is too short: give at least 1 minute" in err
 
 
 def test_defaults_take_the_fastest_form_per_k_and_the_steps_that_win_most():

@@ -71,11 +71,20 @@ def test_a_run_tunes_records_and_a_resume_reuses_the_record(
     assert f"using {autotune.RECORD_FILE}'s choice" in caplog.text
 
 
-def test_a_short_run_stops_tuning_within_its_budget(no_table, tiny_config_module, digits_data_dir, tmp_path):
+def test_a_short_run_stops_tuning_within_its_budget(
+    no_table, tiny_config_module, digits_data_dir, tmp_path, monkeypatch
+):
+    """The run's default form is timed first, with the run's own step (compiled once, not again for
+    training); a run this short pays for no second candidate."""
+    monkeypatch.setattr(hardware, "DEFAULT_SEED_AXIS", "unroll")  # not the candidates' first
+    monkeypatch.setattr(
+        autotune, "compile_dispatch", lambda *a, **k: pytest.fail("a second copy of the step")
+    )
     config = _config(tiny_config_module, digits_data_dir, num_seeds=2, max_steps=2)
     loop.run(config, str(tmp_path / "run"))
     record = json.loads((tmp_path / "run" / autotune.RECORD_FILE).read_text())
     assert len(record["timings"]) == 1 and "would take tuning past 3%" in record["stopped_early"]
+    assert (record["timings"][0]["seed_axis"], record["timings"][0]["steps_per_dispatch"]) == ("unroll", 1)
     assert os.path.exists(tmp_path / "run" / "config.json")
 
 

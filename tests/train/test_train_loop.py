@@ -168,7 +168,7 @@ def test_the_step_after_gamma_is_compiled_ahead_and_the_switch_compiles_nothing(
     teacher_run, digits_data_dir, tmp_path, monkeypatch
 ):
     """The γ-gate variant of epochs > γ is compiled in the background before the switch (here
-    synchronously, before the first step): the switch reuses that executable."""
+    synchronously, once the first step is dispatched): the switch reuses that executable."""
     ahead = []
     monkeypatch.setattr(setup, "_in_background", lambda fn: ahead.append(fn.__name__) or fn())
     teacher_dir, _ = teacher_run
