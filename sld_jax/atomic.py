@@ -3,7 +3,8 @@
 A kill or a failed write (a full disk) leaves the previous file, or none, never a torn one; the
 temporary file of a failed write is removed. The one implementation for every file sld_jax
 writes outside orbax: run configs, ``finished.json``, metrics, summaries and plots, dataset
-caches, imported teachers' metadata. Standard library only.
+caches, imported teachers' metadata. Also the one write probe of a directory
+(:func:`write_probe_error`). Standard library only.
 """
 
 from __future__ import annotations
@@ -55,3 +56,26 @@ def write_text(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` atomically (:func:`atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
+
+
+def write_probe_error(directory: str) -> OSError | None:
+    """Why files cannot be written in ``directory`` (created if missing), or None when they can.
+
+    The probe file's name is unique to the call (pid and a random part, created exclusively) and
+    the file is removed afterwards, so callers probing one directory at the same time never see
+    each other's probe.
+    """
+    probe = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        name = f".write_probe_{os.getpid()}_{secrets.token_hex(16)}"
+        with open(os.path.join(directory, name), "x") as f:
+            probe = f.name
+            f.write("ok")
+    except OSError as e:
+        return e
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.remove(probe)
+    return None

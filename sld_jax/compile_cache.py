@@ -21,24 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
+
+from sld_jax import atomic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = os.path.join("~", ".cache", "sld_jax", "xla")
 _FALSE = ("0", "false", "no", "off")
-
-
-def writable_dir_error(path: str) -> str | None:
-    """Why ``path`` cannot hold cache entries (it is created if missing), or None when it can."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
-            pass
-    except OSError as e:
-        return f"{type(e).__name__}: {e.strerror or e}"
-    return None
 
 
 def configure(environ: Mapping[str, str] | None = None) -> str | None:
@@ -58,13 +48,14 @@ def configure(environ: Mapping[str, str] | None = None) -> str | None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     path = os.path.expanduser(environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIR)
-    error = writable_dir_error(path)
+    error = atomic.write_probe_error(path)
     if error is not None:
         log.warning(
-            "the compilation cache directory %s is not writable (%s); running without the cache. Set "
-            "JAX_COMPILATION_CACHE_DIR to a writable directory, or JAX_ENABLE_COMPILATION_CACHE=false.",
+            "the compilation cache directory %s is not writable (%s: %s); running without the cache. "
+            "Set JAX_COMPILATION_CACHE_DIR to a writable directory, or JAX_ENABLE_COMPILATION_CACHE=false.",
             path,
-            error,
+            type(error).__name__,
+            error.strerror or error,
         )
         jax.config.update("jax_enable_compilation_cache", False)
         return None

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from sld_jax import atomic
 from sld_jax.errors import UserError
 from sld_jax.train import integrity, kill_points
 
@@ -34,30 +34,14 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def check_writable(directory: str) -> None:
-    """Raises :class:`CheckpointError` now if ``directory`` cannot be created or written.
-
-    The probe file's name is unique to the call (process index, pid and a random part, created
-    exclusively) and the file is removed afterwards, so runs probing one directory at the same
-    time never see each other's probe.
-    """
-    probe = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        name = f".write_probe_{jax.process_index()}_{os.getpid()}_{uuid.uuid4().hex}"
-        with open(os.path.join(directory, name), "x") as f:
-            probe = f.name
-            f.write("ok")
-    except OSError as e:
+    """Raises :class:`CheckpointError` now if ``directory`` cannot be created or written (probed by
+    :func:`sld_jax.atomic.write_probe_error`: concurrent runs never see each other's probe)."""
+    error = atomic.write_probe_error(directory)
+    if error is not None:
         raise CheckpointError(
-            f"the workdir {directory!r} is not writable ({e.strerror}); choose another --workdir "
+            f"the workdir {directory!r} is not writable ({error.strerror}); choose another --workdir "
             "or fix its permissions/free space."
-        ) from e
-    finally:
-        if probe is not None:
-            try:
-                os.remove(probe)
-            except OSError:
-                pass
+        ) from error
 
 
 def _options(keep: int | None) -> ocp.CheckpointManagerOptions:

@@ -30,6 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from sld_jax import atomic
 from sld_jax.train import checkpoint as ckpt_lib
 from sld_jax.train import loop, saved_runs
 from sld_jax.train.seeds import per_seed
@@ -426,7 +427,8 @@ def test_full_disk_at_start_fails_before_training(digits_data_dir, tmp_path, mon
     def full_disk_open(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt_lib, "open", full_disk_open, raising=False)
+    # The workdir's write probe is sld_jax.atomic's (its open fails as on a full disk).
+    monkeypatch.setattr(atomic, "open", full_disk_open, raising=False)
     monkeypatch.setattr(loop, "open_datasets", _no_data)
     with pytest.raises(ckpt_lib.CheckpointError, match="No space left on device.*free space"):
         loop.run(tiny(digits_data_dir), str(tmp_path / "run"))
