@@ -159,17 +159,22 @@ def train(model, params, data, steps, *, method, args, teacher=None, teacher_par
     return params, float(loss)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_training_flags(parser: argparse.ArgumentParser, *, context: int, eval_windows: int) -> None:
+    """The flags of a teacher-then-students run (this script's and ``lm_study.py``'s)."""
     parser.add_argument("--teacher-steps", type=int, default=800)
     parser.add_argument("--student-steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--context", type=int, default=128)
+    parser.add_argument("--context", type=int, default=context)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument(
-        "--gamma", type=float, default=150 / 240, help="fraction of steps before the student swap"
+        "--gamma", type=float, default=150 / 240, help="fraction of steps before SLD's student swap"
     )
-    parser.add_argument("--eval-windows", type=int, default=128)
+    parser.add_argument("--eval-windows", type=int, default=eval_windows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_training_flags(parser, context=128, eval_windows=128)
     args = parser.parse_args(argv)
 
     start = time.time()

@@ -63,7 +63,15 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lm_distill import ByteLM, eval_bits, stdlib_corpus, train, validation_windows, windows  # noqa: E402
+from lm_distill import (  # noqa: E402
+    ByteLM,
+    add_training_flags,
+    eval_bits,
+    stdlib_corpus,
+    train,
+    validation_windows,
+    windows,
+)
 
 from sld_jax import losses  # noqa: E402
 from sld_jax.machine import machine_description  # noqa: E402
@@ -165,17 +173,9 @@ def fmt_p(p: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="student seeds per objective (>= 2)")
-    parser.add_argument("--teacher-steps", type=int, default=800)
-    parser.add_argument("--student-steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--context", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument(
-        "--gamma", type=float, default=150 / 240, help="fraction of steps before SLD's student swap"
-    )
+    add_training_flags(parser, context=64, eval_windows=1024)
     parser.add_argument("--teacher-size", type=int, nargs=2, default=(128, 4), metavar=("DIM", "LAYERS"))
     parser.add_argument("--student-size", type=int, nargs=2, default=(64, 2), metavar=("DIM", "LAYERS"))
-    parser.add_argument("--eval-windows", type=int, default=1024)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
